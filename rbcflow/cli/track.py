@@ -1,0 +1,1 @@
+"""``rbcflow track``: placeholder until the front end lands (issue 2)."""
