@@ -1,0 +1,316 @@
+"""Per-track shape dynamics: a physical, inspectable account of each classifier call.
+
+A tank-treading red cell is a steadily oriented ellipsoid: its projected aspect ratio and
+orientation barely change along the track. A flipping (tumbling) cell rotates like a rigid disc:
+its projection alternates between a disc and an edge-on rod, so the aspect ratio oscillates and
+the orientation wanders. These measures are computed from the same ``(T, 31, 31)`` crops the
+classifiers see and are written beside their probabilities in ``tracks.csv``.
+
+Method, per crop
+----------------
+1. Background level and noise: median and robust standard deviation (1.4826 x MAD) of the crop's
+   outer ring, 2 pixels wide (the cell is centred, so the ring is background).
+2. Cell mask: pixels whose absolute deviation from the background exceeds
+   ``max(k * noise, peak_fraction * peak)`` (peak: the strongest deviation near the centre, so
+   a high-contrast cell is cut at half its edge contrast) (bright-field cells have a dark rim and a bright centre,
+   so the absolute deviation is used), closed with a 3x3 cross, holes filled; the cell is the
+   connected region with most pixels inside a central disc.
+3. Shape: from the mask's second central moments ``mu20, mu02, mu11`` (x = column, y = row), the
+   covariance eigenvalues ``l1 >= l2`` give the aspect ratio ``sqrt(l1 / l2)`` (1 for a disc; a/b
+   for an ellipse of semi-axes a >= b) and the major axis orientation
+   ``0.5 * atan2(2 mu11, mu20 - mu02)``, in degrees from the flow direction (+x), in (-90, 90],
+   positive angles turning towards +y (down the image).
+
+All crops of many tracks are processed as one stack (one labelling call with a structuring
+element that does not connect frames), so thousands of tracks take about a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+
+from rbcflow.schema import CROP_SIZE
+
+FEATURE_COLUMNS: dict[str, str] = {
+    "shape_frames": "float64",  # share of the track's frames where a cell was segmented, [0, 1]
+    "area_mean": "float64",  # mean segmented cell area, pixels (of the crop)
+    "ar_mean": "float64",  # mean projected aspect ratio (major / minor axis, >= 1)
+    "ar_std": "float64",  # temporal standard deviation of the aspect ratio
+    "orientation_mean": "float64",  # axial mean orientation of the major axis, degrees in (-90, 90]
+    "orientation_std": "float64",  # axial circular standard deviation of the orientation, degrees
+    "ar_osc_power": "float64",  # share of the aspect ratio's variance in its dominant frequency
+    "ar_osc_period": "float64",  # period of that dominant oscillation, frames
+}
+"""Columns added to ``tracks.csv`` by :func:`track_features` (dtype per column; NaN when a track
+has too few segmented frames for the measure)."""
+
+_RING = 2  # width of the border ring that gives the background level and noise, pixels
+_PLANAR = np.zeros((3, 3, 3), dtype=bool)
+_PLANAR[1] = ndi.generate_binary_structure(2, 1)  # 4-connectivity inside a frame, none in time
+_MIN_AREA = 6  # a mask smaller than this has no meaningful second moments, pixels
+
+
+def _ring_mask(size: int) -> np.ndarray:
+    ring = np.ones((size, size), dtype=bool)
+    ring[_RING:-_RING, _RING:-_RING] = False
+    return ring
+
+
+def _disc(size: int, radius: float) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    return xx**2 + yy**2 <= radius**2
+
+
+def _shift_or(mask: np.ndarray, fill: bool) -> np.ndarray:
+    """OR (fill False) or AND (fill True) of a stack with its 4 in-plane neighbours."""
+    out = mask.copy()
+    op = np.logical_and if fill else np.logical_or
+    op(out[:, 1:, :], mask[:, :-1, :], out=out[:, 1:, :])
+    op(out[:, :-1, :], mask[:, 1:, :], out=out[:, :-1, :])
+    op(out[:, :, 1:], mask[:, :, :-1], out=out[:, :, 1:])
+    op(out[:, :, :-1], mask[:, :, 1:], out=out[:, :, :-1])
+    return out
+
+
+def _close_cross(mask: np.ndarray) -> np.ndarray:
+    """Binary closing of each frame with a 3x3 cross (outside the crop counts as set for the
+    erosion, so a cell cut by the border is not eaten away); vectorised over the stack."""
+    return _shift_or(_shift_or(mask, fill=False), fill=True)
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill each frame's holes: unset regions that do not touch the crop border.
+
+    One labelling call on the whole stack (ten times faster than iterated dilation).
+    """
+    labels, n = ndi.label(~mask, structure=_PLANAR)
+    if n == 0:
+        return mask
+    outside = np.zeros(n + 1, dtype=bool)
+    for edge in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
+        outside[edge] = True
+    outside[0] = True  # label 0 is the mask itself
+    return mask | ~outside[labels]
+
+
+def segment_cells(
+    crops: np.ndarray,
+    *,
+    k: float = 3.0,
+    peak_fraction: float = 0.5,
+    centre_radius: float = 6.0,
+) -> np.ndarray:
+    """Mask of the centred cell in each crop.
+
+    Parameters
+    ----------
+    crops : (N, S, S) ndarray, any real dtype
+        Raw crops (not background-subtracted), cell centred.
+    k : float
+        Threshold on the absolute deviation from the background, in units of the crop's robust
+        background noise.
+    peak_fraction : float
+        The threshold is at least this fraction of the crop's strongest deviation (99th
+        percentile inside the central disc), so that high-contrast cells are cut near their
+        edge rather than in their blur halo.
+    centre_radius : float
+        Radius of the central disc, pixels; the cell is the connected region with most pixels in
+        it. A crop with no above-threshold pixel there has an empty mask.
+
+    Returns
+    -------
+    masks : (N, S, S) bool ndarray
+
+    Examples
+    --------
+    >>> crops = np.full((1, 31, 31), 120, np.uint8)
+    >>> crops[0, 12:19, 10:21] = 80
+    >>> int(segment_cells(crops).sum())
+    77
+    """
+    crops = np.asarray(crops, dtype=np.float32)
+    if crops.ndim != 3 or crops.shape[1] != crops.shape[2]:
+        raise ValueError(f"expected (N, S, S) crops, got {crops.shape}")
+    n, size = crops.shape[0], crops.shape[1]
+    if n == 0:
+        return np.zeros(crops.shape, dtype=bool)
+    ring = crops[:, _ring_mask(size)]  # (N, n_ring)
+    background = np.median(ring, axis=1)
+    noise = 1.4826 * np.median(np.abs(ring - background[:, None]), axis=1)
+    # uint8 quantisation makes the MAD of a flat ring 0; half a grey level is the least noise.
+    noise = np.maximum(noise, 0.5)
+    dev = np.abs(crops - background[:, None, None])
+    centre = _disc(size, centre_radius)
+    peak = np.percentile(dev[:, centre], 99, axis=1)
+    threshold = np.maximum(k * noise, peak_fraction * peak)
+    above = dev > threshold[:, None, None]
+    mask = _fill_holes(_close_cross(above))
+    labels, n_labels = ndi.label(mask, structure=_PLANAR)
+    if n_labels == 0:
+        return np.zeros(crops.shape, dtype=bool)
+    # Each label lives in one frame; pick, per frame, the label with most pixels in the centre.
+    frame_of = np.zeros(n_labels + 1, dtype=np.int64)
+    frame_of[labels.reshape(n, -1)] = np.arange(n)[:, None]
+    central = np.bincount(labels[:, centre].ravel(), minlength=n_labels + 1)
+    central[0] = 0
+    order = np.lexsort((-central[1:], frame_of[1:])) + 1  # by frame, then most central first
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = frame_of[order[1:]] != frame_of[order[:-1]]
+    best = np.zeros(n, dtype=np.int64)
+    chosen = order[first]
+    chosen = chosen[central[chosen] > 0]
+    best[frame_of[chosen]] = chosen
+    return (labels == best[:, None, None]) & (best[:, None, None] > 0)
+
+
+def mask_shape(masks: np.ndarray) -> pd.DataFrame:
+    """Area, aspect ratio and orientation of each mask from its second central moments.
+
+    Parameters
+    ----------
+    masks : (N, S, S) bool ndarray
+
+    Returns
+    -------
+    DataFrame with N rows and columns ``area`` (pixels), ``aspect_ratio`` (>= 1, NaN for masks
+    under 6 pixels), ``orientation`` (degrees from +x towards +y, in (-90, 90]; NaN when the
+    mask is too small or round to within 0.1 %).
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[:31, :31] - 15
+    >>> ellipse = (xx / 8.0) ** 2 + (yy / 4.0) ** 2 <= 1
+    >>> row = mask_shape(ellipse[None]).iloc[0]
+    >>> round(float(row.aspect_ratio), 1), round(float(row.orientation), 1)
+    (2.0, 0.0)
+    """
+    masks = np.asarray(masks, dtype=bool)
+    n, size = masks.shape[0], masks.shape[1]
+    m = masks.reshape(n, -1).astype(np.float64)
+    yy, xx = np.mgrid[:size, :size]
+    xx = xx.ravel().astype(np.float64)
+    yy = yy.ravel().astype(np.float64)
+    area = m.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cx = m @ xx / area
+        cy = m @ yy / area
+        mu20 = m @ xx**2 / area - cx**2
+        mu02 = m @ yy**2 / area - cy**2
+        mu11 = m @ (xx * yy) / area - cx * cy
+        half_trace = (mu20 + mu02) / 2
+        root = np.sqrt(np.maximum(((mu20 - mu02) / 2) ** 2 + mu11**2, 0.0))
+        l1 = half_trace + root
+        l2 = half_trace - root
+        # a pixel has variance 1/12 along each axis; adding it makes a one-pixel-wide line finite
+        aspect = np.sqrt((l1 + 1 / 12) / (l2 + 1 / 12))
+        orientation = np.degrees(0.5 * np.arctan2(2 * mu11, mu20 - mu02))
+    small = area < _MIN_AREA
+    aspect[small] = np.nan
+    orientation[small | (root <= 1e-3 * np.maximum(half_trace, 1e-12))] = np.nan
+    orientation[orientation <= -90] += 180
+    return pd.DataFrame({"area": area, "aspect_ratio": aspect, "orientation": orientation})
+
+
+def _axial_stats(theta_deg: np.ndarray) -> tuple[float, float]:
+    """Mean and circular standard deviation of axial angles (period 180 degrees), degrees."""
+    theta = np.radians(theta_deg[np.isfinite(theta_deg)])
+    if theta.size == 0:
+        return np.nan, np.nan
+    z = np.exp(2j * theta).mean()
+    r = min(abs(z), 1.0)
+    mean = np.degrees(np.angle(z) / 2)
+    std = np.degrees(np.sqrt(-2 * np.log(r)) / 2) if r > 0 else 90.0
+    return float(mean), float(std)
+
+
+def dominant_oscillation(series: np.ndarray) -> tuple[float, float]:
+    """Share of a series' variance in its strongest frequency, and that frequency's period.
+
+    NaN samples are filled by linear interpolation; the mean is removed. The share is the
+    periodogram power of the strongest non-zero frequency over the total non-zero power: near 1
+    for a sinusoid, small for white noise over many samples (about ``2 ln(T) / T``).
+
+    Parameters
+    ----------
+    series : (T,) float ndarray
+
+    Returns
+    -------
+    share : float in [0, 1], NaN when fewer than 6 finite samples or a constant series.
+    period : float, samples (T / k for frequency bin k), NaN likewise.
+
+    Examples
+    --------
+    >>> t = np.arange(60)
+    >>> share, period = dominant_oscillation(1.5 + 0.3 * np.sin(2 * np.pi * t / 20))
+    >>> round(share, 3), period
+    (1.0, 20.0)
+    """
+    x = np.asarray(series, dtype=np.float64)
+    ok = np.isfinite(x)
+    if ok.sum() < 6:
+        return np.nan, np.nan
+    if not ok.all():
+        idx = np.arange(x.size)
+        x = np.interp(idx, idx[ok], x[ok])
+    x = x - x.mean()
+    power = np.abs(np.fft.rfft(x)[1:]) ** 2
+    if x.size % 2 == 0:
+        power[-1] /= 2  # the Nyquist bin has no mirror image, count it once
+    total = power.sum()
+    if total <= 1e-12 * x.size:
+        return np.nan, np.nan
+    k = int(np.argmax(power))
+    return float(power[k] / total), float(x.size / (k + 1))
+
+
+def track_features(crops: Sequence[np.ndarray]) -> pd.DataFrame:
+    """Shape dynamics of each track (the columns of :data:`FEATURE_COLUMNS`).
+
+    Parameters
+    ----------
+    crops : sequence of (T_i, 31, 31) uint8 ndarrays
+        One stack per track, as the front end cuts them.
+
+    Returns
+    -------
+    DataFrame with one row per track, in order, columns :data:`FEATURE_COLUMNS`.
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[:31, :31] - 15
+    >>> cell = np.where((xx / 6.0) ** 2 + (yy / 4.0) ** 2 <= 1, 60, 120).astype(np.uint8)
+    >>> row = track_features([np.repeat(cell[None], 10, axis=0)]).iloc[0]
+    >>> round(float(row.ar_mean), 2), float(row.ar_std), float(row.shape_frames)
+    (1.58, 0.0, 1.0)
+    """
+    lengths = np.array([len(c) for c in crops], dtype=np.int64)
+    out = pd.DataFrame({c: np.full(len(lengths), np.nan) for c in FEATURE_COLUMNS})
+    if len(lengths) == 0 or lengths.sum() == 0:
+        return out.astype(FEATURE_COLUMNS)
+    stack = np.concatenate([np.asarray(c).reshape(-1, CROP_SIZE, CROP_SIZE) for c in crops])
+    shape = mask_shape(segment_cells(stack))
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    ar_all = shape["aspect_ratio"].to_numpy()
+    area_all = shape["area"].to_numpy()
+    th_all = shape["orientation"].to_numpy()
+    rows = []
+    for start, length in zip(starts, lengths, strict=True):
+        ar = ar_all[start : start + length]
+        ok = np.isfinite(ar)
+        row = dict.fromkeys(FEATURE_COLUMNS, np.nan)
+        row["shape_frames"] = ok.mean() if length else np.nan
+        if ok.any():
+            row["area_mean"] = area_all[start : start + length][ok].mean()
+            row["ar_mean"] = ar[ok].mean()
+            row["ar_std"] = ar[ok].std()
+            row["orientation_mean"], row["orientation_std"] = _axial_stats(
+                th_all[start : start + length]
+            )
+            row["ar_osc_power"], row["ar_osc_period"] = dominant_oscillation(ar)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(FEATURE_COLUMNS)).astype(FEATURE_COLUMNS)
