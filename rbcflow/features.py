@@ -10,11 +10,11 @@ Method, per crop
 ----------------
 1. Background level and noise: median and robust standard deviation (1.4826 x MAD) of the crop's
    outer ring, 2 pixels wide (the cell is centred, so the ring is background).
-2. Cell mask: pixels whose absolute deviation from the background exceeds
-   ``max(k * noise, peak_fraction * peak)`` (peak: the strongest deviation near the centre, so
-   a high-contrast cell is cut at half its edge contrast) (bright-field cells have a dark rim and a bright centre,
-   so the absolute deviation is used), closed with a 3x3 cross, holes filled; the cell is the
-   connected region with most pixels inside a central disc.
+2. Cell mask: pixels whose absolute deviation from the background (bright-field cells have a
+   dark rim and a bright centre) exceeds ``max(k * noise, peak_fraction * peak)``, where peak is
+   the strongest deviation near the centre, so a high-contrast cell is cut at half its edge
+   contrast; closed with a 3x3 cross, holes filled; the cell is the connected region with most
+   pixels inside a central disc.
 3. Shape: from the mask's second central moments ``mu20, mu02, mu11`` (x = column, y = row), the
    covariance eigenvalues ``l1 >= l2`` give the aspect ratio ``sqrt(l1 / l2)`` (1 for a disc; a/b
    for an ellipse of semi-axes a >= b) and the major axis orientation
