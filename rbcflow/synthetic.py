@@ -1162,7 +1162,7 @@ def composite_video(
                 border = np.concatenate([crop[0], crop[-1], crop[1:-1, 0], crop[1:-1, -1]])
                 rel = crop / max(float(np.median(border)), 1.0) - 1.0
                 # Sub-pixel placement: shift the crop's relative contrast bilinearly.
-                cx, cy = int(round(x)), int(round(y))
+                cx, cy = int(round(x)), int(round(yv))
                 m = np.float32([[1, 0, x - cx], [0, 1, yv - cy]])
                 rel = cv2.warpAffine(
                     rel,
