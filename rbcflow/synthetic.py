@@ -237,10 +237,11 @@ def _draw_look(rng: np.random.Generator, cfg: SynthConfig) -> _Look:
         inside=rng.uniform(16.0, 24.0),
         dimple=rng.uniform(18.0, 26.0),
         halo=rng.uniform(0.0, 2.0),
-        asym=rng.uniform(0.0, 0.35),
+        asym=rng.uniform(0.0, 0.15),
         light_dir=rng.uniform(0, 2 * np.pi),
-        texture=rng.uniform(0.08, 0.2),
-        texture_k=int(rng.integers(2, 4)),
+        # Many small lobes: a texture that rolls without changing the projected shape.
+        texture=rng.uniform(0.05, 0.12),
+        texture_k=int(rng.integers(4, 7)),
         blob=rng.uniform(20.0, 40.0) * (1.0 if rng.random() < 0.75 else -0.6),
         blob_sigma=rng.uniform(3.0, 4.5),
     )
@@ -629,11 +630,18 @@ class SyntheticAcquisition:
         t = i / cfg.fps
         return 1.0 + cfg.drift * math.sin(2 * np.pi * t / cfg.drift_period_s + self._drift_phase)
 
+    def background_frame(self, i: int) -> np.ndarray:
+        """The illumination of frame ``i`` without cells and noise: (rows, cols) float32, grey
+        levels (static background with debris, times the slow drift)."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"frame {i} out of range for {len(self)} frames")
+        return self._background * np.float32(self.illumination(i))
+
     def frame_float(self, i: int) -> np.ndarray:
         """Frame ``i`` before quantisation: (rows, cols) float32, grey levels, noise included."""
         if not 0 <= i < len(self):
             raise IndexError(f"frame {i} out of range for {len(self)} frames")
-        img = self._background * np.float32(self.illumination(i))
+        img = self.background_frame(i)
         for cell in self._cells:
             if not cell.f0 <= i < cell.f1:
                 continue
