@@ -354,3 +354,24 @@ def test_cli_writes_video_and_truth(tmp_path: Path):
     with tifffile.TiffFile(tmp_path / "s.tif") as tif:
         assert len(tif.pages) == 6
     assert "Example" in runner.invoke(main, ["synth", "--help"]).output
+
+
+# -- the shipped sample -------------------------------------------------------------------------
+def test_shipped_sample_truth_matches_its_generator():
+    """The generator still produces the shipped sample's truth (planning only, no rendering)."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1] / "sample_data"
+    spec = importlib.util.spec_from_file_location("make_sample", root / "make_sample.py")
+    make_sample = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_sample)
+    acq = render_acquisition(make_sample.CONFIG, rng=make_sample.SEED)
+    shipped = schema.validate(pd.read_csv(root / "sample.truth.csv"), schema.TRUTH)
+    pd.testing.assert_frame_equal(shipped, acq.truth, atol=1e-3)
+    tracks = pd.read_csv(root / "sample.tracks.csv")
+    assert true_fraction(tracks) == pytest.approx(0.75)  # as sample_data/README.md says
+    assert (root / "sample.avi").stat().st_size < 15e6
+    cap = cv2.VideoCapture(str(root / "sample.avi"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 600
+    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (640, 480)
+    cap.release()
