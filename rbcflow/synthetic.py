@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -1108,7 +1108,7 @@ def composite_video(
         plan.append((seq, f0, x0, v, y))
         t += rng.exponential(1 / rate)
     n_frames = max(f0 + len(seq.frames) for seq, f0, *_ in plan)
-    bg = _background(rng, replace(cfg, debris_per_mpx=cfg.debris_per_mpx))
+    bg = _background(rng, cfg)
     noise_seed = int(rng.integers(0, 2**63 - 1))
     jitter = [
         (
