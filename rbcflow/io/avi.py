@@ -34,17 +34,21 @@ from rbcflow.errors import RbcflowError, VideoReadError
 from rbcflow.io.base import VideoReader
 
 MAX_FPS = 10_000.0
-"""Frame rates above this (frames/s), or <= 0 or NaN, are treated as missing."""
+MIN_FPS = 1e-3
+"""Frame rates outside [MIN_FPS, MAX_FPS] frames/s, or NaN, are treated as missing."""
 
 _BI_RGB = 0
 # FourCCs of 8-bit grayscale, stored top-down (no palette).
 _GRAY_FOURCCS = {b"Y800", b"Y8  ", b"GREY"}
+# FourCCs some writers put for plain DIB frames (same as biCompression = BI_RGB).
+_DIB_FOURCCS = {b"DIB ", b"RGB ", b"RAW "}
 _MAX_LIST_DEPTH = 4
+_MAX_PIXELS = 1 << 28  # a frame larger than this (pixels) is a damaged header, not a camera
 
 
 def plausible_fps(fps: float | None) -> bool:
-    """True when ``fps`` is a finite rate in (0, :data:`MAX_FPS`] frames/s."""
-    return fps is not None and math.isfinite(fps) and 0 < fps <= MAX_FPS
+    """True when ``fps`` is a finite rate in [:data:`MIN_FPS`, :data:`MAX_FPS`] frames/s."""
+    return fps is not None and math.isfinite(fps) and MIN_FPS <= fps <= MAX_FPS
 
 
 def resolve_fps(
@@ -59,12 +63,13 @@ def resolve_fps(
     Raises
     ------
     RbcflowError
-        If the explicit ``fps`` is not a rate in (0, :data:`MAX_FPS`].
+        If the explicit ``fps`` is not a plausible rate (:func:`plausible_fps`).
     """
     if fps is not None:
         if not plausible_fps(fps):
             raise RbcflowError(
-                f"frame rate {fps!r} is not a rate in (0, {MAX_FPS:g}] frames/s", reader.source
+                f"frame rate {fps!r} is not a rate in [{MIN_FPS:g}, {MAX_FPS:g}] frames/s",
+                reader.source,
             )
         reader.fps = float(fps)
         reader.fps_from_container = False
@@ -111,7 +116,7 @@ class AviLayout:
     bottom_up: bool = True
     bit_count: int = 0
     compression: bytes = b"\0\0\0\0"
-    palette: np.ndarray | None = None
+    palette: np.ndarray | None = field(default=None, repr=False)
     fps: float | None = None
     claimed_frames: int = 0
     offsets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -120,7 +125,12 @@ class AviLayout:
 
     @property
     def uncompressed(self) -> bool:
-        """Frames this module decodes natively (8/24/32-bit BI_RGB, 8-bit gray FourCCs)."""
+        """Plain DIB or gray frames, which must never reach OpenCV's FFmpeg backend."""
+        return self.compression == b"\0\0\0\0" or self.compression in _GRAY_FOURCCS
+
+    @property
+    def supported(self) -> bool:
+        """Uncompressed frames this module decodes (8/24/32-bit DIB, 8-bit gray FourCCs)."""
         if self.compression == b"\0\0\0\0":
             return self.bit_count in (8, 24, 32)
         return self.compression in _GRAY_FOURCCS and self.bit_count == 8
@@ -254,10 +264,11 @@ def _read_strl(fh: BinaryIO, start: int, end: int, lay: AviLayout) -> bool:
             _, w, h, _, bits, comp = struct.unpack("<IiiHH4s", data[:20])
             clr_used = struct.unpack("<I", data[32:36])[0]
             lay.width, lay.height, lay.bottom_up = abs(w), abs(h), h > 0
-            lay.bit_count, lay.compression = bits, comp
+            lay.bit_count = bits
+            lay.compression = b"\0\0\0\0" if comp in _DIB_FOURCCS else comp
             if comp in _GRAY_FOURCCS:
                 lay.bottom_up = False  # gray FourCCs are top-down whatever the sign says
-            if bits == 8 and comp == b"\0\0\0\0":
+            if bits == 8 and lay.compression == b"\0\0\0\0":
                 n_pal = clr_used or 256
                 pal = np.frombuffer(data[40 : 40 + 4 * min(n_pal, 256)], np.uint8).reshape(-1, 4)
                 full = np.zeros((256, 3), np.uint8)
@@ -305,8 +316,16 @@ class RawAviReader(VideoReader):
             raise VideoReadError(
                 f"AVI frames are compressed ({lay.compression!r}); use AviReader", self.source
             )
+        if not lay.supported:
+            raise VideoReadError(
+                f"uncompressed AVI with {lay.bit_count}-bit pixels is not supported (8, 24 or "
+                "32 bits are)",
+                self.source,
+            )
         self._lay = lay
         w, h, bits = lay.width, lay.height, lay.bit_count
+        if w * h > _MAX_PIXELS:
+            raise VideoReadError(f"implausible frame size {w}x{h} in the AVI header", self.source)
         self._stride = ((w * bits + 31) // 32) * 4 if lay.compression == b"\0\0\0\0" else w
         self._frame_bytes = self._stride * h
         # Chunks too small for a frame are damaged: the frames before them are kept.

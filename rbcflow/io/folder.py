@@ -22,16 +22,20 @@ _DIGITS = re.compile(r"(\d+)")
 def natural_key(name: str) -> tuple:
     """Sort key putting ``frame2`` before ``frame10`` (digit runs compare as numbers).
 
+    The extension is compared last, so ``f.png`` comes before ``f1.png``.
+
     Examples
     --------
-    >>> sorted(["f10.png", "f2.png", "F1.png"], key=natural_key)
-    ['F1.png', 'f2.png', 'f10.png']
+    >>> sorted(["f10.png", "f2.png", "F1.png", "f.png"], key=natural_key)
+    ['f.png', 'F1.png', 'f2.png', 'f10.png']
     """
-    parts = _DIGITS.split(name)
-    # (kind, value) pairs so that text and numbers never compare with each other; the name
+    stem, suffix = os.path.splitext(name)
+    parts = _DIGITS.split(stem)
+    # (kind, number, text) triples so that text and numbers never compare with each other;
+    # the end of the stem (kind -1) sorts before any further text or number, and the name
     # itself breaks ties ("f01" vs "f1") deterministically.
     key = tuple((1, int(p), "") if i % 2 else (0, 0, p.casefold()) for i, p in enumerate(parts))
-    return key + ((2, 0, name),)
+    return key + ((-1, 0, suffix.casefold()), (2, 0, name))
 
 
 def list_frame_files(folder: str | os.PathLike) -> list[Path]:
@@ -140,6 +144,7 @@ class FolderReader(VideoReader):
         self.shape = (int(first.shape[0]), int(first.shape[1]))
         self.dtype = first.dtype
         resolve_fps(self, None, fps, default_fps)
+        self._closed = False
 
     @property
     def files(self) -> list[Path]:
@@ -150,6 +155,8 @@ class FolderReader(VideoReader):
         return len(self._files)
 
     def get_frame(self, i: int) -> np.ndarray:
+        if self._closed:
+            raise VideoReadError("reader is closed", self.source)
         path = self._files[i]
         frame = read_image(path)
         if frame.shape != self.shape or frame.dtype != self.dtype:
@@ -160,3 +167,7 @@ class FolderReader(VideoReader):
                 path,
             )
         return frame
+
+    def close(self) -> None:
+        # no handle is held between frames; closing only makes later reads fail, as for files
+        self._closed = True
