@@ -1,0 +1,340 @@
+"""``rbcflow train``, ``rbcflow evaluate`` and ``rbcflow classify``: the classifiers' commands."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from rbcflow.cli.main import CONTEXT_SETTINGS, main, progress_bar, report_error
+from rbcflow.errors import DatasetError, ModelError, OutputError, RbcflowError
+
+DEVICE_HELP = "Torch device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1 ..."
+
+
+def _read_sets(folders: tuple[str, ...]) -> list:
+    from rbcflow.io.sequences import read_dataset
+
+    seqs = []
+    for f in folders:
+        seqs.extend(read_dataset(f))
+    return seqs
+
+
+def _split_names(values: tuple[str, ...]) -> set[str]:
+    return {v.strip() for item in values for v in item.split(",") if v.strip()}
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.option(
+    "--stage",
+    type=click.IntRange(1, 2),
+    required=True,
+    help="1: reliable vs unreliable (C-RNN); 2: tank-treading vs flipping (CNN).",
+)
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True),
+    help="Labelled set(s) in the authors' format (dataset.csv + img/); repeatable.",
+)
+@click.option(
+    "--val",
+    "val",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="Validation set(s) (separate acquisitions); repeatable.",
+)
+@click.option(
+    "--val-acquisitions",
+    multiple=True,
+    metavar="NAMES",
+    help="Acquisitions of --data to hold out for validation (comma-separated or "
+    "repeated), e.g. BG1022_10s01.",
+)
+@click.option("--out", required=True, type=click.Path(), help="Model folder to write.")
+@click.option(
+    "--epochs", type=click.IntRange(1), default=None, help="Epochs [stage 1: 20, stage 2: 30]."
+)
+@click.option(
+    "--k", type=click.IntRange(1), default=20, show_default=True, help="Frames per sequence."
+)
+@click.option("--batch-size", type=click.IntRange(2), default=32, show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True, help="Adam learning rate.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--synthetic-unreliable",
+    type=click.FloatRange(0, 1),
+    default=0.4,
+    show_default=True,
+    help="Stage 1: share of each epoch's unreliable sample made from reliable sequences.",
+)
+@click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@click.option("--force", is_flag=True, help="Replace an existing model folder.")
+def train(
+    stage,
+    data,
+    val,
+    val_acquisitions,
+    out,
+    epochs,
+    k,
+    batch_size,
+    lr,
+    seed,
+    synthetic_unreliable,
+    no_augment,
+    device,
+    force,
+):
+    """Train a stage's classifier on labelled sequences; write a model folder.
+
+    Validation (--val sets or --val-acquisitions) chooses the epoch kept (best F1; positive
+    class: reliable for stage 1, flipping for stage 2). Split by acquisition, never by
+    sequence.
+
+    \b
+    Example:
+      rbcflow train --stage 2 --data labelled/ --val-acquisitions BK1024_10s01 \\
+          --out models/my_stage2 --epochs 30
+    """
+    from rbcflow.inference import resolve_device
+    from rbcflow.models import save_model
+    from rbcflow.training import TrainConfig, model_config
+    from rbcflow.training import train as train_model
+
+    try:
+        out_p = Path(out)
+        if (out_p / "config.json").exists() and not force:
+            raise OutputError("a model folder exists there (use --force to replace it)", out_p)
+        dev = resolve_device(device)
+        seqs = _read_sets(data)
+        held = _split_names(val_acquisitions)
+        unknown = held - {s.acquisition for s in seqs}
+        if unknown:
+            raise DatasetError(f"--val-acquisitions not found in --data: {sorted(unknown)}")
+        train_set = [s for s in seqs if s.acquisition not in held]
+        val_set = [s for s in seqs if s.acquisition in held] + _read_sets(val)
+        overlap = {s.acquisition for s in train_set} & {s.acquisition for s in val_set}
+        if overlap:
+            click.echo(
+                f"rbcflow: warning: acquisitions in both training and validation: "
+                f"{sorted(overlap)} (validation figures will flatter the model)",
+                err=True,
+            )
+        cfg = TrainConfig(
+            stage=stage,
+            k=k,
+            epochs=epochs or (20 if stage == 1 else 30),
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            augment=not no_augment,
+            synthetic_unreliable=synthetic_unreliable,
+        )
+        from tqdm import tqdm
+
+        shown = ("loss", "val_loss", "val_f1", "val_recall", "val_specificity")
+        with tqdm(
+            total=cfg.epochs,
+            desc=f"training stage {stage}",
+            unit="epoch",
+            file=sys.stderr,
+            dynamic_ncols=True,
+        ) as bar:
+
+            def show(rec):
+                bar.set_postfix({k: f"{rec[k]:.3f}" for k in shown if k in rec}, refresh=False)
+
+            try:
+                result = train_model(
+                    train_set, val_set, cfg, device=dev, progress=bar.update, on_epoch=show
+                )
+            except ValueError as exc:
+                raise DatasetError(str(exc)) from None
+        config = model_config(
+            cfg,
+            train_set,
+            val_set,
+            [result],
+            data_sources=[str(d) for d in data] + [str(v) for v in val],
+        )
+        config["training"]["history"] = result.history
+        checksum = save_model(out_p, result.network, config)
+    except RbcflowError as exc:
+        report_error(exc)
+        sys.exit(1)
+    m = result.val_metrics
+    summary = f"wrote {out_p} ({checksum}), epoch {result.best_epoch}"
+    if m:
+        summary += (
+            f"; validation F1 {m['f1']:.3f}, recall {m['recall']:.3f}, "
+            f"specificity {m['specificity']:.3f} (n={m['n']})"
+        )
+    click.echo(summary)
+
+
+def _fmt(v: float) -> str:
+    return "  nan" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def _print_metrics(title: str, m: dict) -> None:
+    (tn, fp), (fn, tp) = m["confusion"]
+    click.echo(f"{title} (n={m['n']})")
+    click.echo(
+        f"  accuracy {_fmt(m['accuracy'])}  precision {_fmt(m['precision'])}  "
+        f"recall {_fmt(m['recall'])}  specificity {_fmt(m['specificity'])}  "
+        f"F1 {_fmt(m['f1'])}"
+    )
+    click.echo(
+        f"  confusion (rows truth, cols predicted): [[TN {tn}, FP {fp}], [FN {fn}, TP {tp}]]"
+    )
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("model_dirs", nargs=-1, type=click.Path())
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True),
+    help="Labelled set(s) in the authors' format; repeatable.",
+)
+@click.option("--json", "json_out", type=click.Path(), help="Also write the figures as JSON.")
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
+def evaluate(model_dirs, data, json_out, device, batch_size):
+    """Score stage-1 and stage-2 models on labelled sequences.
+
+    MODEL_DIRS: zero, one or two model folders (their stage is read from their config);
+    a stage not given uses the default model. Stage 1: positive = reliable, on all sequences;
+    stage 2: positive = flipping, on the truly reliable sequences; then the tank-treading
+    fraction per acquisition, truth vs estimate.
+
+    \b
+    Example:
+      rbcflow evaluate models/stage1 models/stage2 --data labelled/
+    """
+    from rbcflow.inference import evaluate as run_evaluate
+    from rbcflow.inference import load_classifier
+    from rbcflow.models import read_config
+
+    try:
+        chosen: dict[int, str] = {}
+        for d in model_dirs:
+            st = int(read_config(d)["stage"])
+            if st in chosen:
+                raise ModelError(f"two stage-{st} models given ({chosen[st]} and {d})")
+            chosen[st] = d
+        clf = load_classifier(chosen.get(1), chosen.get(2), device=device)
+        seqs = [s for s in _read_sets(data) if s.label is not None]
+        if not seqs:
+            raise DatasetError("no labelled sequence in --data")
+        with progress_bar(len(seqs), "classifying", unit="seq") as bar:
+            res = run_evaluate(
+                clf,
+                [s.name for s in seqs],
+                [s.frames for s in seqs],
+                [s.label for s in seqs],
+                batch_size=batch_size,
+                progress=bar,
+            )
+    except RbcflowError as exc:
+        report_error(exc)
+        sys.exit(1)
+    click.echo(
+        f"stage 1: {clf.stage1_dir} ({clf.stage1_checksum}); "
+        f"stage 2: {clf.stage2_dir} ({clf.stage2_checksum})"
+    )
+    _print_metrics("stage 1, reliable vs unreliable (positive = reliable)", res["stage1"])
+    _print_metrics(
+        "stage 2, flipping vs tank-treading on truly reliable sequences (positive = flipping)",
+        res["stage2"],
+    )
+    click.echo(
+        "tank-treading fraction per acquisition (truth among truly reliable; estimate "
+        "among those called reliable)"
+    )
+    click.echo(res["acquisitions"].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if json_out:
+        payload = {
+            "stage1_model": str(clf.stage1_dir),
+            "stage1_checksum": clf.stage1_checksum,
+            "stage2_model": str(clf.stage2_dir),
+            "stage2_checksum": clf.stage2_checksum,
+            "stage1": res["stage1"],
+            "stage2": res["stage2"],
+            "acquisitions": res["acquisitions"].to_dict(orient="records"),
+        }
+        Path(json_out).write_text(json.dumps(payload, indent=1, default=str) + "\n")
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("dataset", type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="Predictions CSV to write.")
+@click.option("--stage1", type=click.Path(), help="Stage-1 model folder [default model].")
+@click.option("--stage2", type=click.Path(), help="Stage-2 model folder [default model].")
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--force", is_flag=True, help="Replace an existing output file.")
+def classify(dataset, out, stage1, stage2, device, batch_size, force):
+    """Classify every sequence of a set in the authors' format (dataset.csv + img/).
+
+    Writes one row per sequence: sequence_name, p_reliable, p_tank_treading, label
+    (tank-treading, flipping or unreliable), and OUT.run.json beside it (version, models and
+    their checksums, thresholds).
+
+    \b
+    Example:
+      rbcflow classify tracks/video1/sequences --out predictions.csv
+    """
+    from rbcflow import __version__
+    from rbcflow.inference import load_classifier
+    from rbcflow.io.sequences import iter_dataset
+    from rbcflow.schema import PREDICTIONS, validate
+
+    out_p = Path(out)
+    try:
+        if out_p.exists() and not force:
+            raise OutputError("exists (use --force to replace it)", out_p)
+        clf = load_classifier(stage1, stage2, device=device)
+        names, frames = [], []
+        for s in iter_dataset(dataset):
+            names.append(s.name)
+            frames.append(s.frames)
+        with progress_bar(len(frames), "classifying", unit="seq") as bar:
+            pred = clf.predict(frames, batch_size=batch_size, progress=bar)
+        pred.insert(0, "sequence_name", names)
+        pred = validate(pred, PREDICTIONS, "predictions")
+        out_p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_p.with_name(f".{out_p.name}.tmp")
+        pred.to_csv(tmp, index=False)
+        os.replace(tmp, out_p)
+        run = {
+            "rbcflow_version": __version__,
+            "command": "classify",
+            "input": str(dataset),
+            "sequences": len(pred),
+            "stage1_model": str(clf.stage1_dir),
+            "stage1_checksum": clf.stage1_checksum,
+            "stage2_model": str(clf.stage2_dir),
+            "stage2_checksum": clf.stage2_checksum,
+            "thresholds": {
+                "reliable": clf.thresholds.reliable_threshold,
+                "flipping": clf.thresholds.flipping_threshold,
+            },
+        }
+        out_p.with_name(out_p.name + ".run.json").write_text(json.dumps(run, indent=1) + "\n")
+    except RbcflowError as exc:
+        report_error(exc)
+        sys.exit(1)
+    counts = pred.label.value_counts().to_dict()
+    click.echo(f"wrote {out_p}: {len(pred)} sequences, {counts}")

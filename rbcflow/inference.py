@@ -1,0 +1,320 @@
+"""From cell crop sequences to per-sequence predictions with the two classifiers.
+
+:func:`load_classifier` loads a stage-1 and a stage-2 model folder (the shipped defaults in
+``models/`` unless told otherwise); :meth:`Classifier.predict` turns raw crop sequences into the
+probabilities ``p_reliable`` (stage 1) and ``p_tank_treading`` (stage 2, computed for every
+sequence) and a label, and :func:`evaluate` scores both stages on labelled sequences with the
+paper's conventions.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from rbcflow.config import ReportConfig
+from rbcflow.errors import ModelError
+from rbcflow.models.folder import LoadedModel, load_model
+from rbcflow.sampling import prepare
+from rbcflow.schema import FLIPPING, LABEL_NAMES, TANK_TREADING, UNRELIABLE, check_crops
+
+MODELS_ENV = "RBCFLOW_MODELS"
+"""Environment variable naming a folder that holds ``stage1/`` and ``stage2/`` model folders."""
+
+
+def default_model_dir(stage: int) -> Path:
+    """The default model folder of a stage: ``$RBCFLOW_MODELS/stage{N}`` if that variable is
+    set, else ``<repository>/models/stage{N}`` (the shipped models)."""
+    if stage not in (1, 2):
+        raise ValueError(f"stage must be 1 or 2, got {stage}")
+    root = os.environ.get(MODELS_ENV)
+    base = Path(root) if root else Path(__file__).resolve().parents[1] / "models"
+    return base / f"stage{stage}"
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``None`` or ``"auto"``: CUDA when available, else CPU; otherwise the named device."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ModelError(f"unknown device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r} asked for but CUDA is not available")
+    return dev
+
+
+# -- batching shared with training ------------------------------------------------------------
+
+
+def batch_tensors(
+    x: Sequence[np.ndarray], lengths: Sequence[int], idx: Sequence[int], pad_to: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack prepared sequences ``x[i] for i in idx`` into one batch.
+
+    Returns ``(B, T, 31, 31)`` float32 frames (zero-padded at the end to the longest length of
+    the batch, or to ``pad_to``) and ``(B,)`` int64 lengths.
+    """
+    t = pad_to if pad_to is not None else max(len(x[i]) for i in idx)
+    shape = x[idx[0]].shape[1:]
+    out = np.zeros((len(idx), t, *shape), dtype=np.float32)
+    for j, i in enumerate(idx):
+        out[j, : len(x[i])] = x[i][:t]
+    return torch.from_numpy(out), torch.as_tensor([lengths[i] for i in idx], dtype=torch.int64)
+
+
+def predict_proba(
+    network: nn.Module,
+    x: Sequence[np.ndarray],
+    lengths: Sequence[int],
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    channels_last: bool = False,
+) -> np.ndarray:
+    """Class probabilities ``(N, 2)`` float64 of prepared inputs.
+
+    Batches group sequences of similar length (less padding); the C-RNN ignores padding, the
+    CNN's inputs all have K frames.
+    """
+    network.eval()
+    out = np.zeros((len(x), 2), dtype=np.float64)
+    if len(x) == 0:
+        return out
+    order = np.argsort(np.asarray([len(a) for a in x]), kind="stable")
+    with torch.inference_mode():
+        for s in range(0, len(x), batch_size):
+            idx = order[s : s + batch_size]
+            xb, lb = batch_tensors(x, lengths, idx)
+            xb = xb.to(device)
+            if channels_last and xb.shape[1] > 1:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            logits = network(xb, lb.to(device))
+            out[idx] = torch.softmax(logits.float(), dim=1).cpu().numpy()
+    return out
+
+
+# -- the classifier ------------------------------------------------------------------------------
+
+
+@dataclass
+class Classifier:
+    """The two stages, loaded; see :func:`load_classifier`.
+
+    stage1, stage2 : the loaded model folders.
+    device : where the networks run.
+    thresholds : decision thresholds (``reliable_threshold``, ``flipping_threshold``).
+    """
+
+    stage1: LoadedModel
+    stage2: LoadedModel
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    thresholds: ReportConfig = field(default_factory=ReportConfig)
+
+    @property
+    def stage1_checksum(self) -> str:
+        return self.stage1.checksum
+
+    @property
+    def stage2_checksum(self) -> str:
+        return self.stage2.checksum
+
+    @property
+    def stage1_dir(self) -> Path:
+        return self.stage1.path
+
+    @property
+    def stage2_dir(self) -> Path:
+        return self.stage2.path
+
+    def _run(self, model: LoadedModel, seqs: Sequence[np.ndarray], batch_size: int) -> np.ndarray:
+        spec = model.config["input"]
+        x = prepare(
+            seqs,
+            int(spec["k"]),
+            str(spec["sampling"]),
+            pad=bool(spec.get("pad")),
+            data_range=float(spec.get("ssim_data_range", 255.0)),
+        )
+        return predict_proba(
+            model.network,
+            x,
+            [len(s) for s in x],
+            batch_size,
+            self.device,
+            channels_last=self.device.type == "cpu",
+        )
+
+    def predict_proba(
+        self,
+        sequences: Sequence[np.ndarray],
+        *,
+        batch_size: int = 256,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(p_reliable, p_tank_treading)``, each ``(N,)`` float64, of raw crop sequences."""
+        n = len(sequences)
+        p_rel = np.zeros(n)
+        p_tt = np.zeros(n)
+        i1 = self.stage1.config["class_names"].index("reliable")
+        i2 = self.stage2.config["class_names"].index(LABEL_NAMES[TANK_TREADING])
+        for s in range(0, n, batch_size):
+            chunk = [
+                check_crops(np.asarray(q), f"sequence {s + j}")
+                for j, q in enumerate(sequences[s : s + batch_size])
+            ]
+            for j, q in enumerate(chunk):
+                if len(q) < 1:
+                    raise ValueError(f"sequence {s + j} has no frame")
+            p_rel[s : s + len(chunk)] = self._run(self.stage1, chunk, batch_size)[:, i1]
+            p_tt[s : s + len(chunk)] = self._run(self.stage2, chunk, batch_size)[:, i2]
+            if progress is not None:
+                progress(len(chunk))
+        return p_rel, p_tt
+
+    def label(self, p_reliable: np.ndarray, p_tank_treading: np.ndarray) -> np.ndarray:
+        """Labels (``schema.LABEL_NAMES`` values) from the two probabilities."""
+        rel = np.asarray(p_reliable) >= self.thresholds.reliable_threshold
+        flip = 1.0 - np.asarray(p_tank_treading) >= self.thresholds.flipping_threshold
+        return np.where(
+            ~rel,
+            LABEL_NAMES[UNRELIABLE],
+            np.where(flip, LABEL_NAMES[FLIPPING], LABEL_NAMES[TANK_TREADING]),
+        ).astype(object)
+
+    def predict(
+        self,
+        sequences: Sequence[np.ndarray],
+        *,
+        batch_size: int = 256,
+        progress: Callable[[int], None] | None = None,
+    ) -> pd.DataFrame:
+        """Classify raw crop sequences.
+
+        Parameters
+        ----------
+        sequences : sequence of (T, 31, 31) uint8 ndarray
+            Raw intensities, ``T >= 1``.
+        batch_size : sequences per network batch (and per progress step).
+        progress : called with the number of sequences done since the last call.
+
+        Returns
+        -------
+        DataFrame
+            One row per sequence, in order: ``p_reliable``, ``p_tank_treading`` (float64) and
+            ``label`` (``"tank-treading"``, ``"flipping"`` or ``"unreliable"``).
+
+        Examples
+        --------
+        >>> clf = load_classifier()                                    # doctest: +SKIP
+        >>> clf.predict([crops]).label[0]                              # doctest: +SKIP
+        'tank-treading'
+        """
+        p_rel, p_tt = self.predict_proba(sequences, batch_size=batch_size, progress=progress)
+        return pd.DataFrame(
+            {"p_reliable": p_rel, "p_tank_treading": p_tt, "label": self.label(p_rel, p_tt)}
+        )
+
+
+def load_classifier(
+    stage1: str | Path | None = None,
+    stage2: str | Path | None = None,
+    device: str | None = None,
+    thresholds: ReportConfig | None = None,
+) -> Classifier:
+    """Load the two stages (``None``: the defaults of :func:`default_model_dir`).
+
+    Raises
+    ------
+    ModelError
+        If a folder is missing or damaged, or holds a model of the other stage.
+    """
+    dev = resolve_device(device)
+    models = []
+    for stage, folder in ((1, stage1), (2, stage2)):
+        path = Path(folder) if folder is not None else default_model_dir(stage)
+        model = load_model(path, dev)
+        if model.stage != stage:
+            raise ModelError(f"holds a stage-{model.stage} model, expected stage {stage}", path)
+        if dev.type == "cpu":
+            # oneDNN convolutions are about twice as fast on NHWC tensors for these small nets.
+            model.network.to(memory_format=torch.channels_last)
+        models.append(model)
+    return Classifier(models[0], models[1], dev, thresholds or ReportConfig())
+
+
+# -- evaluation ----------------------------------------------------------------------------------
+
+
+def evaluate(
+    classifier: Classifier,
+    names: Sequence[str],
+    sequences: Sequence[np.ndarray],
+    labels: Sequence[int],
+    *,
+    batch_size: int = 256,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Score both stages on labelled sequences (paper conventions).
+
+    Parameters
+    ----------
+    classifier : Classifier
+    names : sequence names (``ACQUISITION_INDEX``), for the per-acquisition table.
+    sequences : raw crop sequences.
+    labels : authors' labels (0 tank-treading, 1 flipping, 2 unreliable).
+
+    Returns
+    -------
+    dict
+        ``stage1``: metrics with positive = reliable, on all sequences; ``stage2``: metrics with
+        positive = flipping, on the truly reliable sequences; ``acquisitions``: DataFrame with,
+        per acquisition, the true and estimated counts and tank-treading fractions (truth:
+        among truly reliable; estimate: among those called reliable by stage 1);
+        ``predictions``: the per-sequence predictions.
+    """
+    from rbcflow.io.sequences import acquisition_of
+    from rbcflow.training import binary_metrics
+
+    labels_a = np.asarray(labels, dtype=np.int64)
+    pred = classifier.predict(sequences, batch_size=batch_size, progress=progress)
+    pred.insert(0, "sequence_name", list(names))
+    pred["truth"] = [LABEL_NAMES[int(v)] for v in labels_a]
+    rel_true = labels_a != UNRELIABLE
+    rel_pred = pred.p_reliable.to_numpy() >= classifier.thresholds.reliable_threshold
+    flip_pred = (1 - pred.p_tank_treading.to_numpy()) >= classifier.thresholds.flipping_threshold
+    stage1 = binary_metrics(rel_true, rel_pred)
+    stage2 = binary_metrics(labels_a[rel_true] == FLIPPING, flip_pred[rel_true])
+    rows = []
+    acq = np.array([acquisition_of(n) for n in names])
+    for a in sorted(set(acq)):
+        m = acq == a
+        tt_true = int(np.sum(m & (labels_a == TANK_TREADING)))
+        rel_t = int(np.sum(m & rel_true))
+        called = m & rel_pred
+        tt_est = int(np.sum(called & ~flip_pred))
+        rows.append(
+            {
+                "acquisition": a,
+                "sequences": int(m.sum()),
+                "reliable_true": rel_t,
+                "reliable_est": int(called.sum()),
+                "tt_fraction_true": tt_true / rel_t if rel_t else math.nan,
+                "tt_fraction_est": tt_est / int(called.sum()) if called.any() else math.nan,
+            }
+        )
+    return {
+        "stage1": stage1,
+        "stage2": stage2,
+        "acquisitions": pd.DataFrame(rows),
+        "predictions": pred,
+    }

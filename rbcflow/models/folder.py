@@ -1,0 +1,181 @@
+"""A model is a self-describing folder: ``config.json`` + ``weights.safetensors``.
+
+``config.json`` holds everything needed to use the weights and to judge them: the architecture,
+the input preparation (K, sampling, normalisation), class names, the training data and split,
+validation metrics, the rbcflow version and the SHA-256 of the weights file, verified on every
+load. Weights are stored with safetensors (plain tensors, no code is ever unpickled).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rbcflow import __version__
+from rbcflow.errors import ModelError
+from rbcflow.models.nets import build_network
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.safetensors"
+FORMAT = "rbcflow-model"
+FORMAT_VERSION = 1
+REQUIRED_KEYS = (
+    "format",
+    "format_version",
+    "stage",
+    "architecture",
+    "input",
+    "class_names",
+    "weights_sha256",
+)
+
+
+@dataclass
+class LoadedModel:
+    """A network loaded from a model folder, in eval mode.
+
+    network : the torch module (logits ``(B, 2)``; ``softmax`` gives class probabilities).
+    config : the folder's ``config.json`` as a dict.
+    path : the folder.
+    checksum : short checksum of the folder (12 hex digits of the SHA-256 of config.json and
+        the weights), written into every output that used the model.
+    """
+
+    network: nn.Module
+    config: dict[str, Any]
+    path: Path
+    checksum: str
+
+    @property
+    def stage(self) -> int:
+        return int(self.config["stage"])
+
+    @property
+    def k(self) -> int:
+        return int(self.config["input"]["k"])
+
+    @property
+    def sampling(self) -> str:
+        return str(self.config["input"]["sampling"])
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def folder_checksum(folder: str | os.PathLike, length: int = 12) -> str:
+    """Short checksum of a model folder: SHA-256 of config.json followed by the weights."""
+    folder = Path(folder)
+    h = hashlib.sha256()
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        h.update((folder / name).read_bytes())
+    return h.hexdigest()[:length]
+
+
+def save_model(folder: str | os.PathLike, network: nn.Module, config: dict[str, Any]) -> str:
+    """Write ``network`` and ``config`` as a model folder; returns the folder checksum.
+
+    ``config`` must hold at least ``stage``, ``architecture``, ``input`` and ``class_names``;
+    ``format``, ``format_version``, ``rbcflow_version`` and ``weights_sha256`` are filled in.
+    Files are written under temporary names and renamed, so a folder is never half-written.
+    """
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+    tmp_w = folder / f".{WEIGHTS_FILE}.tmp"
+    save_file(state, str(tmp_w), metadata={"format": FORMAT})
+    cfg = {"format": FORMAT, "format_version": FORMAT_VERSION, **config}
+    cfg.setdefault("rbcflow_version", __version__)
+    cfg["weights_file"] = WEIGHTS_FILE
+    cfg["weights_sha256"] = sha256_file(tmp_w)
+    missing = [k for k in REQUIRED_KEYS if k not in cfg]
+    if missing:
+        raise ValueError(f"model config lacks {missing}")
+    tmp_c = folder / f".{CONFIG_FILE}.tmp"
+    tmp_c.write_text(json.dumps(cfg, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp_w, folder / WEIGHTS_FILE)
+    os.replace(tmp_c, folder / CONFIG_FILE)
+    return folder_checksum(folder)
+
+
+def read_config(folder: str | os.PathLike) -> dict[str, Any]:
+    """The ``config.json`` of a model folder, checked for the required keys.
+
+    Raises
+    ------
+    ModelError
+        If the folder or its config is missing, not JSON, or not an rbcflow model config.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelError("model folder not found", folder)
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise ModelError(f"not a model folder: no {CONFIG_FILE}", folder)
+    try:
+        cfg = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{CONFIG_FILE} is damaged (not valid JSON: {exc})", folder) from None
+    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+        raise ModelError(f"{CONFIG_FILE} is not an rbcflow model config", folder)
+    if cfg.get("format_version") != FORMAT_VERSION:
+        raise ModelError(
+            f"model format version {cfg.get('format_version')!r} is not supported "
+            f"(this rbcflow reads {FORMAT_VERSION})",
+            folder,
+        )
+    missing = [k for k in REQUIRED_KEYS if k not in cfg]
+    if missing:
+        raise ModelError(f"{CONFIG_FILE} lacks {missing}", folder)
+    return cfg
+
+
+def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a model folder, verifying the weights' checksum.
+
+    Raises
+    ------
+    ModelError
+        If the folder, config or weights are missing, the weights' SHA-256 differs from the
+        config's (damaged or altered file), or the weights do not fit the architecture.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    cfg = read_config(folder)
+    wpath = folder / cfg.get("weights_file", WEIGHTS_FILE)
+    if not wpath.is_file():
+        raise ModelError(f"weights file {wpath.name} is missing", folder)
+    digest = sha256_file(wpath)
+    if digest != cfg["weights_sha256"]:
+        raise ModelError(
+            f"{wpath.name} is damaged or altered: its SHA-256 {digest[:12]}... differs from "
+            f"the config's {str(cfg['weights_sha256'])[:12]}...",
+            folder,
+        )
+    try:
+        network = build_network(cfg["architecture"])
+    except (ValueError, TypeError) as exc:
+        raise ModelError(f"architecture in {CONFIG_FILE} is invalid: {exc}", folder) from None
+    try:
+        state = load_file(str(wpath), device="cpu")
+        network.load_state_dict(state, strict=True)
+    except (SafetensorError, RuntimeError, OSError) as exc:
+        msg = " ".join(str(exc).split())[:200]
+        raise ModelError(f"weights do not load into the architecture: {msg}", folder) from None
+    network.to(device).eval()
+    return LoadedModel(network=network, config=cfg, path=folder, checksum=folder_checksum(folder))
