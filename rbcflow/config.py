@@ -32,27 +32,43 @@ class BackgroundConfig:
 
     n_frames : number of frames, evenly spaced through the video, whose per-pixel median is the
         background (all frames when the video has fewer).
+    max_memory_mb : the sampled frames are held together to take their median; when
+        ``n_frames`` of them would exceed this many MiB, fewer frames are used (with a warning),
+        so that the peak memory stays bounded whatever the frame size.
     """
 
     n_frames: int = 100
+    max_memory_mb: int = 400
 
 
 @dataclass(frozen=True)
 class DetectionConfig:
     """Variance-filter detection on the background-subtracted frame.
 
-    window : side of the square local-variance window, pixels (odd).
-    threshold : threshold on the local standard deviation (intensity units); None = automatic,
-        ``median + k * robust_sigma`` of the local-std image of the background-subtracted frame.
+    downsample : the frame is averaged over ``downsample x downsample`` blocks before the
+        background is subtracted and the variance filtered (a red cell, ~10 px across, stays
+        ~3 blocks wide): 16x fewer pixels to filter, and the block average lowers the noise
+        4x; the centres are then refined at full resolution.
+    window : side of the square local-variance window, pixels of the original video; the
+        filter uses the nearest odd number of blocks (at least 3).
+    threshold : threshold on the local standard deviation of the (downsampled)
+        background-subtracted frame, intensity units; None = automatic,
+        ``median + k * robust_sigma`` of that local-std image on frames sampled through the
+        video (computed once per video, in the background pass).
     threshold_k : the ``k`` of the automatic threshold.
-    min_area, max_area : accepted connected-component areas, pixels (at scale 1).
+    min_area, max_area : accepted connected-component areas, pixels (of the original video).
+    refine_centroid : replace each component's centroid by the centroid of the absolute
+        background-subtracted intensity in a cell-sized window at full resolution (sub-pixel;
+        the component centroid is only good to about a block).
     """
 
-    window: int = 5
+    downsample: int = 4
+    window: int = 9
     threshold: float | None = None
     threshold_k: float = 6.0
     min_area: int = 20
     max_area: int = 1500
+    refine_centroid: bool = True
 
 
 @dataclass(frozen=True)
@@ -62,12 +78,18 @@ class TrackingConfig:
     min_length : tracks shorter than this many frames are dropped.
     search_radius : maximum distance between a track's predicted position and a detection,
         pixels.
-    max_gap : frames a track may go undetected (position predicted) before it ends.
+    max_gap : frames a track may go undetected (position from the cross-correlation, or
+        predicted) before it ends; trailing undetected frames are removed from a track.
     max_speed : largest plausible speed along x, pixels/frame; min_speed the smallest
-        (negative allows a little backward jitter).
+        (negative allows a little backward jitter). They gate a new track's second detection,
+        before it has a velocity.
     max_dy : largest plausible motion across the flow per frame, pixels.
     refine : refine positions by cross-correlating the cell patch between consecutive frames.
     refine_search : half-size of the cross-correlation search window around the prediction, px.
+    centroid_weight : weight of the detection centroid against the cross-correlation position
+        (previous position + measured displacement) in the refined position; the correlation is
+        the more precise frame-to-frame, the centroid keeps the position from drifting.
+    min_correlation : normalised correlation below which the cross-correlation is not trusted.
     interference_distance : tracks that come closer than this (centre to centre, pixels) to
         another object are flagged ``interference``.
     """
@@ -79,7 +101,9 @@ class TrackingConfig:
     min_speed: float = -2.0
     max_dy: float = 4.0
     refine: bool = True
-    refine_search: int = 4
+    refine_search: int = 3
+    centroid_weight: float = 0.3
+    min_correlation: float = 0.5
     interference_distance: float = 18.0
 
 
@@ -90,22 +114,32 @@ class CropConfig:
     size : crop side, pixels (the models expect 31).
     scale : resampling factor applied before cropping, so that cells of a camera with another
         magnification match the training data (a red cell ~8-12 px across in a 31x31 crop);
-        1.0 keeps the video's scale.
+        1.0 keeps the video's scale; None = automatic, ``target_diameter`` divided by the cell
+        diameter estimated on the video.
+    target_diameter : cell diameter, pixels, that the automatic scale aims at: the median of
+        :func:`rbcflow.crops.crop_diameter` over the real reliable training crops (13.0 on
+        the Darrin et al. sample, 4,000 crops; this footprint includes the blurred rim, so it
+        exceeds the 8-12 px one reads by eye).
     """
 
     size: int = 31
-    scale: float = 1.0
+    scale: float | None = 1.0
+    target_diameter: float = 13.0
 
 
 @dataclass(frozen=True)
 class FrontEndConfig:
-    """All front-end parameters (video -> tracked 31x31 sequences)."""
+    """All front-end parameters (video -> tracked 31x31 sequences).
+
+    queue_frames : frames decoded ahead by the reading thread (bounded, for memory).
+    """
 
     reader: ReaderConfig = field(default_factory=ReaderConfig)
     background: BackgroundConfig = field(default_factory=BackgroundConfig)
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     crops: CropConfig = field(default_factory=CropConfig)
+    queue_frames: int = 8
 
 
 @dataclass(frozen=True)
