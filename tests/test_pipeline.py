@@ -1,0 +1,263 @@
+"""The analysis pipeline on small synthetic acquisitions.
+
+Mechanics (files, counts, skipping, failures, names) use a stand-in classifier whose calls are
+a deterministic function of the crops, so they do not depend on model quality; accuracy against
+the synthetic truth uses the shipped models.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rbcflow import schema
+from rbcflow.config import FrontEndConfig, ReportConfig, TrackingConfig
+from rbcflow.errors import OutputError
+from rbcflow.features import FEATURE_COLUMNS
+from rbcflow.pipeline import (
+    OUTPUT_FILES,
+    AnalysisSettings,
+    analyze_acquisition,
+    analyze_batch,
+    check_output_dir,
+    claim_output,
+    label_tracks,
+    safe_folder_name,
+    summarize,
+)
+from rbcflow.reporting import REPORT_COLUMNS
+from rbcflow.synthetic import SynthConfig, true_fraction, write_acquisition
+
+
+class StandIn:
+    """Calls from the crops alone: long tracks reliable, p_tank_treading from the crops' std."""
+
+    stage1_checksum = "a" * 64
+    stage2_checksum = "b" * 64
+    stage1_dir = "stand-in-1"
+    stage2_dir = "stand-in-2"
+
+    def __init__(self, reliable=True, fail_after=None):
+        self.reliable = reliable
+        self.fail_after = fail_after
+        self.seen = 0
+
+    def predict(self, sequences, *, batch_size=256, progress=None):
+        self.seen += len(sequences)
+        if self.fail_after is not None and self.seen > self.fail_after:
+            raise RuntimeError("stand-in classifier broke")
+        p_rel = np.array([min(1.0, len(s) / 30) if self.reliable else 0.1 for s in sequences])
+        p_tt = np.array([float(np.asarray(s, float).std()) % 1.0 for s in sequences])
+        label = np.where(
+            p_rel < 0.5, "unreliable", np.where(p_tt >= 0.5, "tank-treading", "flipping")
+        )
+        return pd.DataFrame({"p_reliable": p_rel, "p_tank_treading": p_tt, "label": label})
+
+
+SMALL = SynthConfig(width=320, height=240, n_frames=240, cells_in_view=6, tt_fraction=0.75)
+
+
+@pytest.fixture(scope="module")
+def acquisitions(tmp_path_factory):
+    """Two small synthetic acquisitions (TIFF stack, PNG frame folder) and a broken file."""
+    d = tmp_path_factory.mktemp("acq")
+    write_acquisition(d / "one.tif", SMALL, rng=1)
+    write_acquisition(d / "two", SMALL, rng=2)  # a folder of PNG frames
+    (d / "broken.avi").write_bytes(b"RIFF\x00\x00\x00\x00AVI this is not a video")
+    return d
+
+
+def run_json(folder):
+    return json.loads((folder / "run.json").read_text())
+
+
+def test_one_acquisition_outputs(acquisitions, tmp_path):
+    row = analyze_acquisition(acquisitions / "one.tif", tmp_path, StandIn())
+    folder = tmp_path / "one"
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*OUTPUT_FILES, ".source"])
+    assert set(row) == set(REPORT_COLUMNS)
+    assert row["status"] == "ok" and row["acquisition"] == "one"
+    assert row["frames"] == SMALL.n_frames and row["fps"] == 60.0
+    assert row["duration_s"] == pytest.approx(SMALL.n_frames / 60)
+    assert row["stage1_model"] == "a" * 12
+
+    tracks = pd.read_csv(folder / "tracks.csv")
+    head = list(schema.TRACKS) + ["p_reliable", "p_tank_treading", "label"]
+    assert list(tracks.columns[: len(head)]) == head
+    assert set(FEATURE_COLUMNS) <= set(tracks.columns)
+    assert tracks.track_id.is_unique and len(tracks) == row["tracks"] > 5
+    counts = tracks.label.value_counts()
+    assert row["tank_treading"] == counts.get("tank-treading", 0)
+    assert row["flipping"] == counts.get("flipping", 0)
+    assert row["reliable"] == row["tank_treading"] + row["flipping"]
+    assert row["tank_treading_fraction"] == pytest.approx(row["tank_treading"] / row["reliable"])
+    assert row["ci_low"] <= row["tank_treading_fraction"] <= row["ci_high"]
+    # shape features were measured on real cells
+    assert tracks.shape_frames.median() > 0.9
+    assert tracks.ar_mean.between(1.0, 3.0).all()
+
+    positions = pd.read_csv(folder / "positions.csv")
+    assert list(positions.columns) == list(schema.POSITIONS)
+    assert set(positions.track_id) == set(tracks.track_id)
+    per_track = positions.groupby("track_id").size()
+    assert (per_track.loc[tracks.track_id].to_numpy() == tracks.n_frames.to_numpy()).all()
+
+    record = run_json(folder)
+    assert record["result"]["tank_treading"] == row["tank_treading"]
+    assert record["input"]["frames"] == SMALL.n_frames
+    assert record["parameters"]["frontend"]["tracking"]["min_length"] == 6
+    assert record["models"]["stage1"]["checksum"] == "a" * 64
+    page = (folder / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 4 + 3
+
+
+def test_threaded_and_inline_classification_agree(acquisitions, tmp_path):
+    a = analyze_acquisition(acquisitions / "one.tif", tmp_path / "a", StandIn(), threaded=True)
+    b = analyze_acquisition(acquisitions / "one.tif", tmp_path / "b", StandIn(), threaded=False)
+    for k in ("tracks", "reliable", "tank_treading", "flipping", "tank_treading_fraction"):
+        assert a[k] == b[k]
+    ta = pd.read_csv(tmp_path / "a" / "one" / "tracks.csv")
+    tb = pd.read_csv(tmp_path / "b" / "one" / "tracks.csv")
+    pd.testing.assert_frame_equal(ta, tb)
+
+
+def test_no_reliable_track_is_ok_without_fraction(acquisitions, tmp_path):
+    row = analyze_acquisition(acquisitions / "one.tif", tmp_path, StandIn(reliable=False))
+    assert row["status"] == "ok"
+    assert row["reliable"] == 0 and row["tracks"] > 0
+    assert row["tank_treading_fraction"] is None and row["ci_low"] is None
+    assert "no reliable track" in row["message"]
+    report = pd.read_csv(tmp_path / "one" / "tracks.csv")
+    assert (report.label == "unreliable").all()
+
+
+def test_batch_failures_skips_and_reruns(acquisitions, tmp_path):
+    out = tmp_path / "out"
+    paths = [acquisitions / "one.tif", acquisitions / "broken.avi", acquisitions / "two"]
+    events = []
+    rows = analyze_batch(paths, out, StandIn(), on_done=events.append)
+    assert list(rows.status) == ["ok", "failed", "ok"]
+    assert "broken.avi" in rows.message[1] and "\n" not in rows.message[1]
+    assert events[1].error is not None and events[1].traceback
+    report = pd.read_csv(out / "report.csv")
+    assert list(report.columns) == list(REPORT_COLUMNS)
+    assert list(report.status) == ["ok", "failed", "ok"]
+    first_time = run_json(out / "two")["finished"]
+
+    # same input, parameters, models: skipped, previous figures kept
+    again = analyze_batch(paths, out, StandIn())
+    assert list(again.status) == ["skipped", "failed", "skipped"]
+    assert again.tank_treading_fraction[0] == rows.tank_treading_fraction[0]
+    assert run_json(out / "two")["finished"] == first_time
+    report = pd.read_csv(out / "report.csv")
+    assert len(report) == 3 and list(report.status) == ["skipped", "failed", "skipped"]
+
+    # other parameters: analysed again, and the row says what it replaced
+    other = AnalysisSettings(frontend=FrontEndConfig(tracking=TrackingConfig(min_length=8)))
+    changed = analyze_batch([acquisitions / "two"], out, StandIn(), other)
+    assert changed.status[0] == "ok" and "parameters changed" in changed.message[0]
+    assert pd.read_csv(out / "two" / "tracks.csv").n_frames.min() >= 8
+    # --force
+    forced = analyze_batch([acquisitions / "two"], out, StandIn(), other, force=True)
+    assert forced.status[0] == "ok" and "--force" in forced.message[0]
+    # earlier rows of other sources stay in report.csv
+    report = pd.read_csv(out / "report.csv")
+    assert len(report) == 3
+
+
+def test_incomplete_folder_is_analysed_again(acquisitions, tmp_path):
+    out = tmp_path / "out"
+    analyze_batch([acquisitions / "one.tif"], out, StandIn())
+    (out / "one" / "run.json").unlink()  # as if killed before the marker landed
+    rows = analyze_batch([acquisitions / "one.tif"], out, StandIn())
+    assert rows.status[0] == "ok"
+    assert (out / "one" / "run.json").is_file()
+
+
+def test_classifier_failure_fails_only_that_acquisition(acquisitions, tmp_path):
+    rows = analyze_batch([acquisitions / "one.tif"], tmp_path, StandIn(fail_after=0))
+    assert rows.status[0] == "failed"
+    assert "stand-in classifier broke" in rows.message[0]
+    assert not (tmp_path / "one" / "run.json").exists()
+
+
+def test_same_names_do_not_collide(acquisitions, tmp_path):
+    a = tmp_path / "x" / "one.tif"
+    b = tmp_path / "y" / "one.tif"
+    for p in (a, b):
+        p.parent.mkdir()
+        shutil.copy(acquisitions / "one.tif", p)
+    out = tmp_path / "out"
+    rows = analyze_batch([a, b], out, StandIn())
+    assert list(rows.output) == ["one", "one-2"]
+    assert list(rows.acquisition) == ["one", "one"]
+    assert list(rows.source) == [str(a.absolute()), str(b.absolute())]
+    # a re-run in the other order finds each source's own folder
+    again = analyze_batch([b, a], out, StandIn())
+    assert list(again.output) == ["one-2", "one"]
+    assert list(again.status) == ["skipped", "skipped"]
+
+
+def test_claim_output_never_takes_a_foreign_folder(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "notes.txt").write_text("someone's files")
+    assert claim_output(tmp_path, tmp_path / "in" / "a.avi").name == "a-2"
+    assert safe_folder_name("<script>alert(1)</script>") == "_script_alert(1)__script_"
+    assert safe_folder_name("..") == "acquisition"
+    assert safe_folder_name(".hidden") == "hidden"
+
+
+def test_unwritable_output_refused_before_work(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="not a folder|cannot create"):
+        check_output_dir(blocker)
+    with pytest.raises(OutputError, match="MiB free"):
+        check_output_dir(tmp_path / "out", min_free=1 << 62)
+
+
+def test_labels_and_summary():
+    labels = label_tracks([0.9, 0.9, 0.2, 0.5, np.nan], [0.8, 0.3, 0.9, 0.5, 0.9], ReportConfig())
+    assert list(labels) == ["tank-treading", "flipping", "unreliable", "flipping", "unreliable"]
+    strict = label_tracks([0.6], [0.6], ReportConfig(reliable_threshold=0.7))
+    assert list(strict) == ["unreliable"]
+    s = summarize(labels)
+    assert (s["tracks"], s["reliable"], s["tank_treading"], s["flipping"]) == (5, 3, 1, 2)
+    assert s["tank_treading_fraction"] == pytest.approx(1 / 3)
+    empty = summarize(["unreliable"])
+    assert np.isnan(empty["tank_treading_fraction"]) and np.isnan(empty["ci_low"])
+
+
+@pytest.fixture(scope="module")
+def shipped_classifier():
+    from rbcflow.errors import ModelError
+    from rbcflow.inference import load_classifier
+
+    try:
+        return load_classifier()
+    except ModelError as exc:
+        pytest.fail(f"the shipped models do not load: {exc}")
+
+
+def test_fraction_close_to_truth(tmp_path, shipped_classifier):
+    """End to end with the shipped models on a 20 s synthetic acquisition.
+
+    Tolerance: the reported fraction is compared with the true fraction of the same cells, so
+    binomial sampling noise does not enter; what remains is misclassification and tracks that
+    the front end cuts or merges. With ~40 reliable tracks one wrong call moves the fraction by
+    ~0.025, so 0.12 allows for about 4-5 net wrong calls (the benchmark checks 0.03 on long
+    videos with hundreds of tracks).
+    """
+    cfg = SynthConfig(width=480, height=320, n_frames=900, cells_in_view=8, tt_fraction=0.7)
+    write_acquisition(tmp_path / "acq.tif", cfg, rng=11)
+    truth = pd.read_csv(tmp_path / "acq.tracks.csv")
+    expected = true_fraction(truth)
+    row = analyze_acquisition(tmp_path / "acq.tif", tmp_path / "out", shipped_classifier)
+    assert row["status"] == "ok"
+    assert row["reliable"] >= 20
+    assert abs(row["tank_treading_fraction"] - expected) <= 0.12, (row, expected)
+    assert row["ci_low"] <= expected <= row["ci_high"]
