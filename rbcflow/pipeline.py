@@ -62,6 +62,7 @@ from rbcflow.reporting import (
     GalleryItem,
     merge_report,
     read_report,
+    remove_stale_temporaries,
     report_table,
     write_csv_atomic,
     write_report_csv,
@@ -537,6 +538,7 @@ def analyze_acquisition(
     bar = progress or _no_progress
     out_dir = Path(out_dir)
     folder = folder or claim_output(out_dir, source)
+    remove_stale_temporaries(folder)
     old = folder / "run.json"
     if old.exists():
         try:
@@ -728,6 +730,7 @@ def analyze_batch(
     out = check_output_dir(out_dir)
     acquisitions = find_acquisitions(paths)
     report_path = out / REPORT_NAME
+    remove_stale_temporaries(out)
     previous = read_report(report_path)
     if previous is None and report_path.exists():
         # unreadable: keep it aside rather than overwrite it

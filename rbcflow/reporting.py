@@ -26,6 +26,7 @@ import io
 import json
 import math
 import os
+import re
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -136,6 +137,43 @@ def atomic_output(
             raise OutputError(f"cannot write: {exc.strerror or exc}", path) from exc
         raise
     _fsync_dir(path.parent)
+
+
+_TMP_NAME = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's) or cannot tell: leave its files alone
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Delete temporary files that :func:`atomic_output` left in ``folder`` when its process was
+    killed (their writer's process id is no longer running); returns how many were removed.
+
+    Files of a live process (another rbcflow writing to the same folder) are left alone.
+    """
+    removed = 0
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return 0
+    for p in entries:
+        m = _TMP_NAME.match(p.name)
+        if m and p.is_file() and not _pid_alive(int(m.group(1))):
+            try:
+                p.unlink()
+                removed += 1
+            except OSError:
+                pass
+    return removed
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+import os
 import re
 
 import numpy as np
@@ -311,3 +312,25 @@ def test_html_without_reliable_tracks_says_no_figure():
     )
     page = render_html(row, tracks, make_frame_stats(), [], {}, figures=True)
     assert "no figure" in page and "no reliable track" in page
+
+
+def test_stale_temporaries_of_dead_writers_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    from rbcflow.reporting import remove_stale_temporaries
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(dead.stdout)
+    (tmp_path / f".tracks.csv.{dead_pid}.0123abcd.tmp").write_text("half")
+    (tmp_path / f".report.csv.{os.getpid()}.0123abcd.tmp").write_text("being written")
+    (tmp_path / "tracks.csv").write_text("complete")
+    assert remove_stale_temporaries(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f".report.csv.{os.getpid()}.0123abcd.tmp", "tracks.csv"]
+    )

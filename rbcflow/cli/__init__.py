@@ -6,5 +6,6 @@ from rbcflow.cli.main import main
 from rbcflow.cli import track as _track  # noqa: E402, F401  isort: skip
 from rbcflow.cli import models as _models  # noqa: E402, F401  isort: skip
 from rbcflow.cli import synth as _synth  # noqa: E402, F401  isort: skip
+from rbcflow.cli import analyze as _analyze  # noqa: E402, F401  isort: skip
 
 __all__ = ["main"]
