@@ -509,11 +509,12 @@ class AviReader(VideoReader):
         )
 
     def _read_next(self, cap) -> np.ndarray | None:
-        with _quiet_opencv(self._cv2):
-            try:
-                ok, frame = cap.read()
-            except self._cv2.error:
-                return None
+        # FFmpeg's messages on damaged frames are already silenced (log level set at open);
+        # no per-frame log-level switching on this hot path.
+        try:
+            ok, frame = cap.read()
+        except self._cv2.error:
+            return None
         if not ok or frame is None or frame.size == 0:
             return None
         return self._to_gray(frame)
