@@ -268,13 +268,18 @@ def dominant_oscillation(series: np.ndarray) -> tuple[float, float]:
     return float(power[k] / total), float(x.size / (k + 1))
 
 
-def track_features(crops: Sequence[np.ndarray]) -> pd.DataFrame:
+def track_features(crops: Sequence[np.ndarray], max_frames: int = 160) -> pd.DataFrame:
     """Shape dynamics of each track (the columns of :data:`FEATURE_COLUMNS`).
 
     Parameters
     ----------
     crops : sequence of (T_i, 31, 31) uint8 ndarrays
         One stack per track, as the front end cuts them.
+    max_frames : int
+        A longer track is measured on every k-th frame (k = ceil(T / max_frames)), which keeps
+        the cost per track bounded and the sampling uniform; periods are still given in frames
+        of the video. At 160, a track of up to 480 frames (8 s at 60 fps) keeps a Nyquist
+        period of 6 frames, below the fastest flipping (~12 frames).
 
     Returns
     -------
@@ -288,18 +293,23 @@ def track_features(crops: Sequence[np.ndarray]) -> pd.DataFrame:
     >>> round(float(row.ar_mean), 2), float(row.ar_std), float(row.shape_frames)
     (1.58, 0.0, 1.0)
     """
+    strides = [max(1, -(-len(c) // max_frames)) for c in crops]
+    crops = [
+        np.asarray(c).reshape(-1, CROP_SIZE, CROP_SIZE)[::k]
+        for c, k in zip(crops, strides, strict=True)
+    ]
     lengths = np.array([len(c) for c in crops], dtype=np.int64)
     out = pd.DataFrame({c: np.full(len(lengths), np.nan) for c in FEATURE_COLUMNS})
     if len(lengths) == 0 or lengths.sum() == 0:
         return out.astype(FEATURE_COLUMNS)
-    stack = np.concatenate([np.asarray(c).reshape(-1, CROP_SIZE, CROP_SIZE) for c in crops])
+    stack = np.concatenate(crops)
     shape = mask_shape(segment_cells(stack))
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     ar_all = shape["aspect_ratio"].to_numpy()
     area_all = shape["area"].to_numpy()
     th_all = shape["orientation"].to_numpy()
     rows = []
-    for start, length in zip(starts, lengths, strict=True):
+    for start, length, stride in zip(starts, lengths, strides, strict=True):
         ar = ar_all[start : start + length]
         ok = np.isfinite(ar)
         row = dict.fromkeys(FEATURE_COLUMNS, np.nan)
@@ -311,6 +321,7 @@ def track_features(crops: Sequence[np.ndarray]) -> pd.DataFrame:
             row["orientation_mean"], row["orientation_std"] = _axial_stats(
                 th_all[start : start + length]
             )
-            row["ar_osc_power"], row["ar_osc_period"] = dominant_oscillation(ar)
+            row["ar_osc_power"], period = dominant_oscillation(ar)
+            row["ar_osc_period"] = period * stride
         rows.append(row)
     return pd.DataFrame(rows, columns=list(FEATURE_COLUMNS)).astype(FEATURE_COLUMNS)

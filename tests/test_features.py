@@ -165,3 +165,18 @@ def test_real_cells_tank_treading_is_steadier_than_flipping(shared_data):
     # flipping cells are more elongated in projection and oscillate more (median over 142 each)
     assert feats.ar_mean[labels == 1].median() > feats.ar_mean[labels == 0].median()
     assert feats.ar_osc_power[labels == 1].median() > feats.ar_osc_power[labels == 0].median()
+
+
+def test_long_tracks_are_subsampled_uniformly():
+    n, period = 400, 40
+    frames = np.stack(
+        [
+            ellipse_crop(8, 8 / (1.6 + 0.4 * np.sin(2 * np.pi * t / period)), 0, noise=1, rng=t)
+            for t in range(n)
+        ]
+    )
+    full = track_features([frames], max_frames=1000).iloc[0]
+    capped = track_features([frames], max_frames=100).iloc[0]  # every 4th frame
+    assert full.ar_osc_period == pytest.approx(period)
+    assert capped.ar_osc_period == pytest.approx(period)
+    assert capped.ar_mean == pytest.approx(full.ar_mean, rel=0.02)

@@ -1,0 +1,203 @@
+"""``rbcflow analyze`` end to end: accuracy against synthetic truth, speed, peak memory.
+
+(a) Accuracy. Several synthetic acquisitions (``rbcflow.synthetic``) with true tank-treading
+    fractions spread over 0.6-0.95 and half of the tracks unreliable are analysed with the
+    shipped models; the reported fraction is printed beside the truth (the fraction among the
+    true reliable tracks of at least 6 frames). Target: within 0.03.
+(b) Speed. A 1024x768, 1,200-frame (20 s at 60 fps) acquisition written as the lab camera
+    writes it (uncompressed 24-bit AVI) is analysed end to end (front end, both classifiers,
+    shape features, tables, HTML report, run.json), beside the front end alone on the same
+    file. Target: under 20 s (faster than the acquisition lasted).
+(c) Memory. Each timed run happens in a fresh child process that reports its own peak RSS.
+    Target: under 1.5 GB. ``--long`` adds a run on a 3x longer video to show that the peak does
+    not grow with length.
+
+Figures measured while other work shares the machine are noisy: compare the two speed lines of
+one run rather than absolute figures across runs.
+
+Run::
+
+    python benchmarks/bench_analyze.py                      # all three, ~10 min on 2 cores
+    python benchmarks/bench_analyze.py --skip-accuracy      # speed and memory only
+    python benchmarks/bench_analyze.py --accuracy-n 3 --accuracy-frames 1200 --skip-speed
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _child(mode: str, video: str, out: str) -> None:
+    """Runs in a fresh process: time one mode, print a JSON line with wall, CPU and peak RSS."""
+    from rbcflow.config import FrontEndConfig
+
+    t0 = time.perf_counter()
+    c0 = time.process_time()
+    info: dict = {"mode": mode}
+    if mode == "frontend":
+        from rbcflow.frontend import run_frontend
+        from rbcflow.io.video import open_video
+
+        with open_video(video) as reader:
+            res = run_frontend(reader, FrontEndConfig(), on_track=lambda row, crops: None)
+        info.update(frames=res.n_frames, tracks=len(res.tracks))
+    else:
+        from rbcflow.inference import load_classifier
+        from rbcflow.pipeline import analyze_acquisition
+
+        t_load = time.perf_counter()
+        clf = load_classifier()
+        info["load_models_s"] = time.perf_counter() - t_load
+        row = analyze_acquisition(video, out, clf)
+        info.update(
+            frames=row["frames"],
+            tracks=row["tracks"],
+            reliable=row["reliable"],
+            fraction=row["tank_treading_fraction"],
+        )
+        record = json.loads((Path(out) / row["output"] / "run.json").read_text())
+        info["timings"] = {
+            k: round(v, 2) for k, v in record["timings_s"].items() if not k.startswith("frontend.")
+        }
+    info["wall_s"] = time.perf_counter() - t0
+    info["cpu_s"] = time.process_time() - c0
+    info["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(info))
+
+
+def _run_child(mode: str, video: Path, out: Path) -> dict:
+    res = subprocess.run(
+        [sys.executable, __file__, "--child", mode, str(video), str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if res.returncode != 0:
+        raise SystemExit(f"child {mode} failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def accuracy(
+    work: Path, n: int, frames: int, width: int, height: int, cells: float, seed: int
+) -> None:
+    from rbcflow.inference import load_classifier
+    from rbcflow.pipeline import analyze_acquisition
+    from rbcflow.synthetic import SynthConfig, true_fraction, write_acquisition
+
+    clf = load_classifier()
+    fractions = np.linspace(0.6, 0.95, n)
+    print(
+        f"(a) accuracy: {n} synthetic acquisitions, {width}x{height}, {frames} frames, "
+        f"{cells:g} cells in view, half of the tracks unreliable"
+    )
+    print(
+        f"{'true TT':>8} {'drawn':>6} {'reported':>9} {'error':>7} {'95% CI':>15} "
+        f"{'reliable':>8} {'tracks':>6} {'true rel.':>9}"
+    )
+    errors = []
+    for i, f in enumerate(fractions):
+        cfg = SynthConfig(
+            width=width,
+            height=height,
+            n_frames=frames,
+            cells_in_view=cells,
+            tt_fraction=float(f),
+            unreliable_fraction=0.5,
+        )
+        video = work / f"acc{i}.tif"
+        write_acquisition(video, cfg, rng=seed + i)
+        import pandas as pd
+
+        truth = pd.read_csv(work / f"acc{i}.tracks.csv")
+        expected = true_fraction(truth)
+        long_enough = truth[truth["n_frames"] >= 6] if "n_frames" in truth else truth
+        n_true_rel = int((long_enough["label"] != 2).sum())
+        row = analyze_acquisition(video, work / "out", clf)
+        got = row["tank_treading_fraction"]
+        err = (got - expected) if got is not None else float("nan")
+        errors.append(err)
+        ci = f"{row['ci_low']:.3f}-{row['ci_high']:.3f}" if got is not None else "-"
+        print(
+            f"{expected:8.3f} {f:6.3f} {got if got is not None else float('nan'):9.3f} "
+            f"{err:+7.3f} {ci:>15} {row['reliable']:8d} {row['tracks']:6d} {n_true_rel:9d}"
+        )
+        video.unlink()
+    e = np.abs(np.array(errors, dtype=float))
+    print(
+        f"    mean |error| {np.nanmean(e):.3f}, max |error| {np.nanmax(e):.3f}, "
+        f"within 0.03: {int((e <= 0.03).sum())}/{len(e)}"
+    )
+
+
+def speed(work: Path, frames: int, long: bool) -> None:
+    from rbcflow.io.avi import write_avi
+    from rbcflow.synthetic import SynthConfig, render_acquisition
+
+    runs = [("1024x768", 1024, 768, frames)]
+    if long:
+        runs.append(("1024x768 x3 long", 1024, 768, 3 * frames))
+    print(f"\n(b) speed and (c) memory: uncompressed 24-bit AVI, {frames} frames at 60 fps")
+    for label, w, h, n in runs:
+        cfg = SynthConfig(width=w, height=h, n_frames=n)
+        video = work / f"speed_{n}.avi"
+        t = time.perf_counter()
+        acq = render_acquisition(cfg, rng=7)
+        write_avi(video, acq.frames(), fps=60.0, bits=24)
+        print(
+            f"    [{label}: rendered and written in {time.perf_counter() - t:.0f} s, "
+            f"{video.stat().st_size / 1e9:.2f} GB]"
+        )
+        duration = n / 60.0
+        fe = _run_child("frontend", video, work / "out_fe")
+        e2e = _run_child("analyze", video, work / "out_e2e")
+        for name, r in (("front end alone", fe), ("end to end", e2e)):
+            print(
+                f"    {label:>18} {name:<16} {r['wall_s']:6.1f} s wall "
+                f"({r['frames'] / r['wall_s']:5.0f} frames/s, {duration / r['wall_s']:4.2f}x "
+                f"real time), {r['cpu_s']:6.1f} s CPU, peak RSS {r['peak_rss_mb']:6.0f} MB, "
+                f"{r['tracks']} tracks"
+            )
+        print(
+            f"    {'':>18} end-to-end steps (s): {e2e['timings']} "
+            f"(+ model loading {e2e['load_models_s']:.1f} s)"
+        )
+        video.unlink()
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        _child(*sys.argv[2:5])
+        return
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--accuracy-n", type=int, default=6)
+    ap.add_argument("--accuracy-frames", type=int, default=2400)
+    ap.add_argument("--accuracy-size", default="640x480")
+    ap.add_argument("--accuracy-cells", type=float, default=24.0)
+    ap.add_argument("--speed-frames", type=int, default=1200)
+    ap.add_argument("--long", action="store_true", help="also a 3x longer video (memory)")
+    ap.add_argument("--skip-accuracy", action="store_true")
+    ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--seed", type=int, default=100)
+    args = ap.parse_args()
+    w, h = (int(v) for v in args.accuracy_size.lower().split("x"))
+    with tempfile.TemporaryDirectory(prefix="rbcflow-bench-") as d:
+        work = Path(d)
+        if not args.skip_accuracy:
+            accuracy(
+                work, args.accuracy_n, args.accuracy_frames, w, h, args.accuracy_cells, args.seed
+            )
+        if not args.skip_speed:
+            speed(work, args.speed_frames, args.long)
+
+
+if __name__ == "__main__":
+    main()
