@@ -103,7 +103,7 @@ class CropCutter:
         x0, y0 = cx - ph, cy - ph
         x1, y1 = cx + ph + 2, cy + ph + 2
         if edge or self.scale != 1.0 or frame.dtype != np.uint8 or self.gain != 1.0:
-            patch = self._patch(frame, x0, y0, x1, y1, edge)
+            patch = self._patch(frame, x0, y0, x1, y1)
             if self.sigma > 0:
                 patch = cv2.GaussianBlur(patch, (0, 0), self.sigma)
             m = np.array(
@@ -127,11 +127,9 @@ class CropCutter:
             crop = cv2.getRectSubPix(frame, (self.size, self.size), (x, y))
         return crop, edge
 
-    def _patch(
-        self, frame: np.ndarray, x0: int, y0: int, x1: int, y1: int, edge: bool
-    ) -> np.ndarray:
+    def _patch(self, frame: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
         """float32 patch ``[y0:y1, x0:x1]`` of the frame, background outside the frame."""
-        if not edge:
+        if x0 >= 0 and y0 >= 0 and x1 <= self.cols and y1 <= self.rows:
             return frame[y0:y1, x0:x1].astype(np.float32)
         patch = np.empty((y1 - y0, x1 - x0), np.float32)
         # Background extended from the border (replicated), then the frame where it exists.
@@ -289,11 +287,14 @@ def crop_diameter(crop: np.ndarray, noise: float | None = None) -> float:
     ----------
     crop : (31, 31) uint8 ndarray
     noise : float, optional
-        Defaults to the robust std of the border pixels.
+        Defaults to the robust std (:func:`rbcflow.detection.clipped_std`) of the border
+        pixels.
     """
+    from rbcflow.detection import clipped_std
+
     c = np.asarray(crop, dtype=np.float32)
     border = np.concatenate([c[0], c[-1], c[1:-1, 0], c[1:-1, -1]])
     med = float(np.median(border))
     if noise is None:
-        noise = 1.4826 * float(np.median(np.abs(border - med)))
+        noise = clipped_std(border)
     return equivalent_diameter(c - med, noise)

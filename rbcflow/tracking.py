@@ -306,7 +306,7 @@ class Linker:
                     ended.append(tr)
                     continue
                 x, y = (shift[0], shift[1]) if shift is not None else (px, py)
-            tr.append(t, x, y, j >= 0)
+            tr.append(t, float(x), float(y), bool(j >= 0))
             still.append(tr)
             own.append(int(j))
         # New tentative tracks from the detections nobody took.

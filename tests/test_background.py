@@ -1,0 +1,65 @@
+"""Median background: sample choice and exact medians."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _frontend_util import ArrayReader
+
+from rbcflow.background import estimate_background, median_stack, sample_indices, samples_that_fit
+from rbcflow.config import BackgroundConfig
+
+
+def test_sample_indices_even_spacing_and_short_videos():
+    assert sample_indices(10, 4).tolist() == [0, 3, 6, 9]
+    assert sample_indices(1000, 100)[[0, -1]].tolist() == [0, 999]
+    assert len(sample_indices(1000, 100)) == 100
+    assert sample_indices(5, 100).tolist() == [0, 1, 2, 3, 4]
+    assert sample_indices(0, 100).tolist() == []
+    assert sample_indices(7, 1).tolist() == [3]
+
+
+def test_median_stack_exact_small():
+    s = np.array([[[1, 9]], [[3, 7]], [[2, 8]], [[250, 0]]], dtype=np.uint8)
+    out = median_stack(s)
+    assert out.dtype == np.float32
+    assert out.tolist() == [[2.5, 7.5]]
+    assert median_stack(s[:3]).tolist() == [[2.0, 8.0]]
+    assert median_stack(s[:1]).tolist() == [[1.0, 9.0]]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize("n", [1, 2, 7, 100])
+def test_median_stack_matches_numpy(dtype, n):
+    rng = np.random.default_rng(n)
+    hi = 256 if dtype == np.uint8 else 65536
+    stack = rng.integers(0, hi, size=(n, 9, 11)).astype(dtype)
+    if dtype == np.float32:
+        stack = stack + rng.random(stack.shape).astype(np.float32)
+    ref = np.median(stack.astype(np.float64), axis=0)
+    np.testing.assert_allclose(median_stack(stack), ref, rtol=1e-6)
+
+
+def test_median_stack_rejects_empty():
+    with pytest.raises(ValueError):
+        median_stack(np.zeros((0, 3, 3), np.uint8))
+
+
+def test_background_removes_moving_cells_exactly():
+    # A static scene with a gradient; a dark square crosses it, covering each pixel in fewer
+    # than half of the frames: the median is the static scene exactly.
+    static = (100 + np.arange(40)[None, :] // 2 + np.arange(30)[:, None] // 3).astype(np.uint8)
+    frames = []
+    for t in range(20):
+        f = static.copy()
+        f[10:16, 2 * t : 2 * t + 6] = 20
+        frames.append(f)
+    bg = estimate_background(ArrayReader(frames), BackgroundConfig(n_frames=100))
+    np.testing.assert_array_equal(bg, static.astype(np.float32))
+
+
+def test_background_samples_bounded_by_memory():
+    reader = ArrayReader(lambda i: np.zeros((1024, 1024), np.uint8), n=10_000)
+    assert samples_that_fit(reader, BackgroundConfig(n_frames=100, max_memory_mb=400)) == 100
+    assert samples_that_fit(reader, BackgroundConfig(n_frames=100, max_memory_mb=10)) == 10
+    assert samples_that_fit(reader, BackgroundConfig(n_frames=100, max_memory_mb=1)) == 3
