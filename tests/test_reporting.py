@@ -334,3 +334,19 @@ def test_stale_temporaries_of_dead_writers_are_removed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [f".report.csv.{os.getpid()}.0123abcd.tmp", "tracks.csv"]
     )
+
+
+def test_full_disk_keeps_the_previous_file(tmp_path, monkeypatch):
+    import errno
+
+    target = tmp_path / "report.csv"
+    target.write_text("previous complete\n")
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(OutputError, match="No space left on device"):
+        write_csv_atomic(target, report_table([ok_row()]))
+    assert target.read_text() == "previous complete\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.csv"]
