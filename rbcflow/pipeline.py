@@ -79,7 +79,7 @@ MIN_FREE_BYTES = 64 * 1024**2
 acquisition take ~5 MB; a report page ~1 MB)."""
 
 BATCH_TRACKS = 32  # tracks per classifier call: batched inference, yet classified while tracking
-QUEUE_TRACKS = 512  # tracks waiting for the classifier at most (bounds memory)
+QUEUE_TRACKS = 256  # tracks waiting for the classifier at most (bounds memory)
 GALLERY_BORDERLINE = 8  # per class, the calls nearest the threshold
 GALLERY_CONFIDENT = 4  # per class, the most confident calls
 GALLERY_FRAMES = 10  # frames per gallery strip, evenly spaced through the track
