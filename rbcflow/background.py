@@ -13,6 +13,8 @@ megapixel frames and exact.
 
 from __future__ import annotations
 
+import itertools
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -119,16 +121,57 @@ def samples_that_fit(reader: VideoReader, cfg: BackgroundConfig) -> int:
 def read_samples(
     reader: VideoReader, indices: np.ndarray, *, progress: Callable[[int], None] | None = None
 ) -> np.ndarray:
-    """Read frames ``indices`` of ``reader`` into one ``(k, rows, cols)`` stack of its dtype.
+    """Read frames ``indices`` (sorted) of ``reader`` into one ``(k, rows, cols)`` stack.
 
-    ``progress(1)`` is called after each frame.
+    Random access (``reader[i]``) is cheap for uncompressed video but costs many frames'
+    decoding per seek for compressed codecs (a seek decodes from the previous key frame). The
+    first two sampled frames time a seek; when seeking to every sample would cost more than
+    decoding the video up to the last sample in order, the frames are taken from one
+    sequential pass instead (short compressed videos). ``progress(1)`` is called after each
+    sampled frame.
     """
     rows, cols = reader.shape
+    indices = np.asarray(indices, dtype=np.int64)
     stack = np.empty((len(indices), rows, cols), dtype=reader.dtype)
-    for j, i in enumerate(indices):
-        stack[j] = reader[int(i)]
+    k = len(indices)
+    if k == 0:
+        return stack
+    t0 = time.perf_counter()
+    head = min(2, k)
+    for j in range(head):
+        stack[j] = reader[int(indices[j])]
         if progress is not None:
             progress(1)
+    if head == k:
+        return stack
+    per_seek = (time.perf_counter() - t0) / head
+    t1 = time.perf_counter()
+    it = iter(reader)  # a generator (VideoReader.__iter__)
+    first = next(it)
+    per_frame = time.perf_counter() - t1  # includes opening the stream: errs towards seeking
+    sequential = per_frame * (int(indices[-1]) + 1)
+    if per_seek * (k - head) <= sequential:
+        it.close()
+        for j in range(head, k):
+            stack[j] = reader[int(indices[j])]
+            if progress is not None:
+                progress(1)
+        return stack
+    wanted = {int(i): j for j, i in enumerate(indices[head:], head)}
+    last = int(indices[-1])
+    try:
+        for i, frame in enumerate(itertools.chain([first], it)):
+            j = wanted.get(i)
+            if j is not None:
+                stack[j] = frame
+                if progress is not None:
+                    progress(1)
+            if i >= last:
+                break
+        else:
+            raise IndexError(f"the video ended before frame {last}")
+    finally:
+        it.close()
     return stack
 
 

@@ -20,6 +20,7 @@ Coordinates follow :mod:`rbcflow.schema` (x = column, y = row, origin at the cen
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -356,6 +357,26 @@ def footprint_radius(
     return out
 
 
+@dataclass
+class Coarse:
+    """Coarse detections of one frame (see :meth:`FrameDetector.coarse`).
+
+    xy : (n, 2) float64, component centroids (x, y), pixels (good to about a block).
+    area : (n,) int64, component areas, pixels.
+    score : (n,) float64, mean local variance in each component.
+    extent : (n,) int64, larger side of each component's bounding box, pixels.
+    offset : float, mean of the downsampled ``frame - background`` (illumination drift).
+    mean : float, mean raw intensity of the frame.
+    """
+
+    xy: np.ndarray
+    area: np.ndarray
+    score: np.ndarray
+    extent: np.ndarray
+    offset: float
+    mean: float
+
+
 class FrameDetector:
     """Detection for one video: background and threshold prepared once, called per frame.
 
@@ -456,8 +477,72 @@ class FrameDetector:
         cv2.subtract(small, self.background_small, dst=small)
         return local_variance(small, self.window), float(cv2.mean(small)[0])
 
+    def coarse(self, frame: np.ndarray) -> Coarse:
+        """First half of the detection: components of the thresholded variance image.
+
+        Almost only OpenCV calls, which release the GIL: the front end runs this in the
+        decoding thread, and :meth:`refine` in the main one.
+        """
+        var, offset = self._variance(frame)
+        mask = np.greater(var, self.threshold * self.threshold).view(np.uint8)
+        n, labels, stats, cents = cv2.connectedComponentsWithStats(
+            mask, connectivity=8, ltype=cv2.CV_32S
+        )
+        ds2 = self.ds * self.ds
+        area = stats[1:, cv2.CC_STAT_AREA].astype(np.int64) * ds2
+        keep = np.flatnonzero((area >= self.cfg.min_area) & (area <= self.cfg.max_area)) + 1
+        mean = float(cv2.mean(frame)[0])
+        if keep.size == 0:
+            return Coarse(
+                np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros(0), np.zeros(0), offset, mean
+            )
+        # Block (i, j) covers pixels [ds*i, ds*i + ds) whose centre is ds*i + (ds - 1) / 2.
+        xy = cents[keep] * self.ds + (self.ds - 1) / 2.0
+        sums = np.bincount(labels.ravel(), weights=var.ravel(), minlength=n)
+        score = sums[keep] / stats[keep, cv2.CC_STAT_AREA]
+        extent = np.maximum(stats[keep, cv2.CC_STAT_WIDTH], stats[keep, cv2.CC_STAT_HEIGHT])
+        return Coarse(xy, area[keep - 1], score, extent * self.ds, offset, mean)
+
+    def refine(self, frame: np.ndarray, coarse: Coarse) -> np.ndarray:
+        """Second half: sub-pixel centres (:func:`refine_centroids`) of the coarse detections.
+
+        Returns
+        -------
+        (n, 2) float64 ndarray
+            Centres (x, y), pixels (the coarse ones when ``cfg.refine_centroid`` is False).
+        """
+        xy = coarse.xy.copy()
+        if not self.cfg.refine_centroid or len(xy) == 0:
+            return xy
+        half = self.centroid_half
+        # Objects larger than one cell (two cells touching) get a window that holds them
+        # whole, or their centre would be pulled towards whichever part it holds.
+        big = coarse.extent > 2 * (half + 2)
+        one = np.flatnonzero(~big)
+        xy[one], _ = refine_centroids(
+            frame,
+            self.background,
+            xy[one],
+            half,
+            self.noise,
+            coarse.offset,
+            edge_radius=self.edge_radius,
+        )
+        for j in np.flatnonzero(big):
+            wide = min(int(math.ceil(coarse.extent[j] / 2)) + 1, 3 * half)
+            xy[j : j + 1], _ = refine_centroids(
+                frame,
+                self.background,
+                xy[j : j + 1],
+                wide,
+                self.noise,
+                coarse.offset,
+                edge_radius=self.edge_radius,
+            )
+        return xy
+
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Detect the cells of one frame.
+        """Detect the cells of one frame (:meth:`coarse` then :meth:`refine`).
 
         Parameters
         ----------
@@ -472,50 +557,9 @@ class FrameDetector:
         score : (n,) float64 ndarray
             Mean local variance in each component (intensity units squared).
         """
-        var, offset = self._variance(frame)
-        self.last_offset = offset
-        mask = np.greater(var, self.threshold * self.threshold).view(np.uint8)
-        n, labels, stats, cents = cv2.connectedComponentsWithStats(
-            mask, connectivity=8, ltype=cv2.CV_32S
-        )
-        ds2 = self.ds * self.ds
-        area = stats[1:, cv2.CC_STAT_AREA].astype(np.int64) * ds2
-        keep = np.flatnonzero((area >= self.cfg.min_area) & (area <= self.cfg.max_area)) + 1
-        if keep.size == 0:
-            return np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros(0)
-        # Block (i, j) covers pixels [ds*i, ds*i + ds) whose centre is ds*i + (ds - 1) / 2.
-        xy = cents[keep] * self.ds + (self.ds - 1) / 2.0
-        sums = np.bincount(labels.ravel(), weights=var.ravel(), minlength=n)
-        score = sums[keep] / stats[keep, cv2.CC_STAT_AREA]
-        if self.cfg.refine_centroid:
-            half = self.centroid_half
-            # Objects larger than one cell (two cells touching) get a window that holds them
-            # whole, or their centre would be pulled towards whichever part it holds.
-            extent = np.maximum(stats[keep, cv2.CC_STAT_WIDTH], stats[keep, cv2.CC_STAT_HEIGHT])
-            extent = extent * self.ds
-            big = extent > 2 * (half + 2)
-            one = np.flatnonzero(~big)
-            xy[one], _ = refine_centroids(
-                frame,
-                self.background,
-                xy[one],
-                half,
-                self.noise,
-                offset,
-                edge_radius=self.edge_radius,
-            )
-            for j in np.flatnonzero(big):
-                wide = min(int(math.ceil(extent[j] / 2)) + 1, 3 * half)
-                xy[j : j + 1], _ = refine_centroids(
-                    frame,
-                    self.background,
-                    xy[j : j + 1],
-                    wide,
-                    self.noise,
-                    offset,
-                    edge_radius=self.edge_radius,
-                )
-        return xy, area[keep - 1], score
+        c = self.coarse(frame)
+        self.last_offset = c.offset
+        return self.refine(frame, c), c.area, c.score
 
 
 def detect_frame(

@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 import pandas as pd
 
@@ -77,7 +76,9 @@ class FrontEndResult:
     warnings : list of str
     timings : dict
         Seconds per step: background, calibration, tracking (the whole second pass), and
-        within it wait_decode (blocked on the decoder), detection, linking, crops, on_track.
+        within it, in the main thread: wait_decode (blocked on the decoding thread, which also
+        runs the coarse half of the detection), detection (its refinement half), linking,
+        crops, on_track.
     scale : float
         Crop resampling factor used.
     threshold : float
@@ -291,19 +292,21 @@ def run_frontend(
                 clock["on_track"] += time.perf_counter() - s
 
     pending = 0
-    stream = prefetch(iter(reader), cfg.queue_frames)
+    # The decoding thread also runs the first, OpenCV-bound half of the detection.
+    stream = prefetch(((f, detector.coarse(f)) for f in reader), cfg.queue_frames)
     try:
         t = -1
         while True:
             s0 = time.perf_counter()
-            frame = next(stream, None)
+            item = next(stream, None)
             s1 = time.perf_counter()
             clock["wait_decode"] += s1 - s0
-            if frame is None:
+            if item is None:
                 break
+            frame, coarse = item
             t += 1
-            mean_intensity.append(cv2.mean(frame)[0])
-            xy = detector(frame)[0]
+            mean_intensity.append(coarse.mean)
+            xy = detector.refine(frame, coarse)
             n_detections.append(len(xy))
             s2 = time.perf_counter()
             finished = linker.step(t, frame, xy)

@@ -63,3 +63,35 @@ def test_background_samples_bounded_by_memory():
     assert samples_that_fit(reader, BackgroundConfig(n_frames=100, max_memory_mb=400)) == 100
     assert samples_that_fit(reader, BackgroundConfig(n_frames=100, max_memory_mb=10)) == 10
     assert samples_that_fit(reader, BackgroundConfig(n_frames=100, max_memory_mb=1)) == 3
+
+
+class _SlowSeekReader(ArrayReader):
+    """Random access costs 40 ms (a compressed codec seeking), iteration is free."""
+
+    seeks = 0
+
+    def get_frame(self, i):
+        import time
+
+        self.seeks += 1
+        time.sleep(0.04)
+        return super().get_frame(i)
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self._get(i)
+
+
+def test_samples_taken_sequentially_when_seeking_is_dear():
+    from rbcflow.background import read_samples
+
+    frames = [np.full((4, 5), i, np.uint8) for i in range(60)]
+    idx = sample_indices(60, 10)
+    calls = []
+    reader = _SlowSeekReader(frames)
+    slow = read_samples(reader, idx, progress=calls.append)
+    assert reader.seeks == 2  # two timed seeks, then one sequential pass
+    assert [int(f[0, 0]) for f in slow] == idx.tolist()
+    assert sum(calls) == 10
+    fast = read_samples(ArrayReader(frames), idx)
+    np.testing.assert_array_equal(slow, fast)

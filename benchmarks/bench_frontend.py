@@ -1,0 +1,242 @@
+"""Benchmark of the front end (issue 2 targets): accuracy, speed against bare decoding, memory.
+
+Usage::
+
+    python benchmarks/bench_frontend.py                    # accuracy + speed + 5-minute memory
+    python benchmarks/bench_frontend.py --frames 600 --seeds 0 1 2 --memory-frames 0
+
+1. Accuracy and speed: a synthetic 1024x768, 60 fps acquisition (~10 cells in view) is written
+   as a 24-bit AVI to a temporary folder, once per codec: ``ffv1`` (lossless, the synthetic
+   generator's default), ``mjpg`` (lossy), ``rgba`` (uncompressed, 32-bit) and ``dib24`` (the
+   lab camera's uncompressed 24-bit DIB, :func:`rbcflow.io.avi.write_avi`). In the same run, on
+   the same file (read once beforehand so that both read it from the page cache): a bare
+   decode loop (``cv2.VideoCapture.read`` until the end, nothing else), then
+   ``run_frontend(open_video(path))`` (what ``rbcflow track`` runs: background pass,
+   calibration, decoding in a thread, detection, linking, crops), then the decode loop again;
+   the ratio uses the mean of the two decode rates. This OpenCV build (5.0.0, FFmpeg) aborts
+   (``malloc_consolidate``) when it decodes an uncompressed 24-bit DIB AVI, so for ``dib24``
+   the "bare decode" is the iteration of our native reader (:class:`~rbcflow.io.avi.
+   RawAviReader`, gray conversion included), which is also what ``open_video`` uses for it. Recall, median
+   centre error and false-track rate come from :func:`rbcflow.tracking.score_tracks` against
+   the generator's truth.
+2. Memory: a 5-minute-equivalent stream (18,000 frames of 1024x768) through ``run_frontend``
+   in a child process, whose peak RSS (``ru_maxrss``) is reported. The frames are rendered on
+   the fly by the synthetic generator (a generator-backed reader, nothing held), so it takes
+   a few minutes, mostly rendering.
+
+Figures depend on the machine and on what else runs on it: compare the ratio, not absolute
+frames/s, across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def decode_fps(path: Path, codec: str) -> tuple[float, int]:
+    """Frames/s of a bare decode loop over the whole file: ``cv2.VideoCapture.read`` (nothing
+    else), or for ``dib24`` our native reader's iteration (this OpenCV build's FFmpeg aborts on
+    uncompressed 24-bit DIB AVIs, see the module docstring)."""
+    import cv2
+
+    if codec == "dib24":
+        from rbcflow.io.video import open_video
+
+        t0 = time.perf_counter()
+        with open_video(path) as reader:
+            n = sum(1 for _ in reader)
+        return n / (time.perf_counter() - t0), n
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    t0 = time.perf_counter()
+    while True:
+        ok, _ = cap.read()
+        if not ok:
+            break
+        n += 1
+    el = time.perf_counter() - t0
+    cap.release()
+    return n / el, n
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def accuracy_and_speed(frames: int, seed: int, folder: Path, codec: str) -> dict:
+    from rbcflow.frontend import run_frontend
+    from rbcflow.io.avi import write_avi
+    from rbcflow.io.video import open_video
+    from rbcflow.synthetic import SynthConfig, render_acquisition, write_frames
+    from rbcflow.tracking import score_tracks
+
+    cfg = SynthConfig(width=1024, height=768, fps=60.0, n_frames=frames, cells_in_view=10.0)
+    acq = render_acquisition(cfg, rng=seed)
+    path = folder / f"bench_{seed}_{codec}.avi"
+    if codec == "dib24":
+        write_avi(path, acq.frames(), fps=cfg.fps, bits=24)
+    else:
+        write_frames(acq.frames(), path, cfg.fps, "avi", codec)
+    decode_fps(path, codec)  # warm the page cache
+    d1, n = decode_fps(path, codec)
+    t0 = time.perf_counter()
+    with open_video(path) as reader:
+        result = run_frontend(reader)
+    wall = time.perf_counter() - t0
+    d2, _ = decode_fps(path, codec)
+    path.unlink()
+    s = score_tracks(result.positions, acq.truth)
+    fe_fps = result.n_frames / wall
+    tracking_fps = result.n_frames / result.timings["tracking"]
+    dec = 0.5 * (d1 + d2)
+    return {
+        "seed": seed,
+        "codec": codec,
+        "frames": n,
+        "true_tracks": s["n_true"],
+        "found_tracks": s["n_found"],
+        "recall": s["recall"],
+        "median_error_px": s["median_error"],
+        "false_rate": s["false_rate"],
+        "coverage": s["coverage"],
+        "decode_fps": dec,
+        "decode_fps_before_after": (d1, d2),
+        "frontend_fps": fe_fps,
+        "ratio": fe_fps / dec,
+        "tracking_pass_fps": tracking_fps,
+        "tracking_pass_ratio": tracking_fps / dec,
+        "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
+        "cell_diameter_px": result.cell_diameter,
+    }
+
+
+def memory_run(frames: int, seed: int) -> dict:
+    """Child-process body: run the front end on a generator-backed 1024x768 stream."""
+    from rbcflow.frontend import run_frontend
+    from rbcflow.io.base import VideoReader
+    from rbcflow.synthetic import SynthConfig, render_acquisition
+
+    acq = render_acquisition(SynthConfig(n_frames=frames), rng=seed)
+
+    class Rendered(VideoReader):
+        def __init__(self):
+            super().__init__()
+            self.source = Path("synthetic-stream")
+            self.fps = 60.0
+            self.shape = acq.shape
+            self.dtype = np.dtype(np.uint8)
+
+        def __len__(self):
+            return frames
+
+        def get_frame(self, i):
+            return acq.frame(i)
+
+    n_crops = [0]
+
+    def on_track(row, crops):
+        n_crops[0] += len(crops)
+
+    base = peak_rss_mb()
+    t0 = time.perf_counter()
+    result = run_frontend(Rendered(), on_track=on_track)
+    return {
+        "frames": result.n_frames,
+        "tracks": len(result.tracks),
+        "positions": len(result.positions),
+        "crops_streamed": n_crops[0],
+        "wall_s": time.perf_counter() - t0,
+        "peak_rss_mb_before_run": base,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=400, help="frames of the speed/accuracy AVI")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument(
+        "--codecs",
+        nargs="+",
+        default=["ffv1", "mjpg", "rgba", "dib24"],
+        help="AVI codecs (rbcflow.synthetic.AVI_CODECS, or dib24: 24-bit uncompressed DIB)",
+    )
+    ap.add_argument("--memory-frames", type=int, default=18000, help="0 skips the memory run")
+    ap.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.memory_child:
+        print(json.dumps(memory_run(args.memory_frames, args.seeds[0])))
+        return 0
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="rbcflow-bench-") as tmp:
+        for seed, codec in [(s, c) for s in args.seeds for c in args.codecs]:
+            r = accuracy_and_speed(args.frames, seed, Path(tmp), codec)
+            rows.append(r)
+            print(
+                f"seed {seed} {codec}: {r['frames']} frames, {r['true_tracks']} true / "
+                f"{r['found_tracks']} found tracks | recall {r['recall']:.3f}  median centre "
+                f"error {r['median_error_px']:.3f} px  false tracks {r['false_rate']:.3f}  "
+                f"coverage {r['coverage']:.3f}"
+            )
+            print(
+                f"         decode {r['decode_fps']:.0f} fps (bare cv2 loop, before/after "
+                f"{r['decode_fps_before_after'][0]:.0f}/{r['decode_fps_before_after'][1]:.0f}) | "
+                f"run_frontend {r['frontend_fps']:.0f} fps, ratio {r['ratio']:.2f} | tracking "
+                f"pass alone {r['tracking_pass_fps']:.0f} fps, ratio "
+                f"{r['tracking_pass_ratio']:.2f}"
+            )
+            print(f"         timings {r['timings_s']}")
+    rec = [r["recall"] for r in rows]
+    n_true = sum(r["true_tracks"] for r in rows)
+    pooled = sum(r["recall"] * r["true_tracks"] for r in rows) / max(n_true, 1)
+    print(
+        f"\nACCURACY ({len(rows)} videos, {n_true} true tracks): recall {pooled:.3f} "
+        f"(min {min(rec):.3f}; target >= 0.97), median centre error "
+        f"{np.median([r['median_error_px'] for r in rows]):.3f} px (target <= 1.0), false "
+        f"tracks {np.mean([r['false_rate'] for r in rows]):.3f} (target <= 0.02)"
+    )
+    for codec in args.codecs:
+        sel = [r for r in rows if r["codec"] == codec]
+        print(
+            f"SPEED {codec}: run_frontend / bare decode = "
+            f"{np.median([r['ratio'] for r in sel]):.2f} (target >= 0.40); "
+            f"{np.median([r['frontend_fps'] for r in sel]):.0f} vs "
+            f"{np.median([r['decode_fps'] for r in sel]):.0f} frames/s; tracking pass alone "
+            f"{np.median([r['tracking_pass_ratio'] for r in sel]):.2f}"
+        )
+    print(f"peak RSS of this process: {peak_rss_mb():.0f} MB")
+
+    if args.memory_frames > 0:
+        cmd = [
+            sys.executable,
+            __file__,
+            "--memory-child",
+            "--memory-frames",
+            str(args.memory_frames),
+            "--seeds",
+            str(args.seeds[0]),
+        ]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        m = json.loads(out.strip().splitlines()[-1])
+        print(
+            f"MEMORY: {m['frames']} frames of 1024x768 ({m['frames'] / 60 / 60:.1f} min at "
+            f"60 fps), {m['tracks']} tracks, {m['crops_streamed']} crops streamed: peak RSS "
+            f"{m['peak_rss_mb']:.0f} MB (target < 1024; {m['peak_rss_mb_before_run']:.0f} MB "
+            f"before the run), {m['wall_s']:.0f} s"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
