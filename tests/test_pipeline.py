@@ -244,20 +244,22 @@ def shipped_classifier():
 
 
 def test_fraction_close_to_truth(tmp_path, shipped_classifier):
-    """End to end with the shipped models on a 20 s synthetic acquisition.
+    """End to end with the shipped models on a 30 s synthetic acquisition (~60 true reliable
+    tracks).
 
     Tolerance: the reported fraction is compared with the true fraction of the same cells, so
-    binomial sampling noise does not enter; what remains is misclassification and tracks that
-    the front end cuts or merges. With ~40 reliable tracks one wrong call moves the fraction by
-    ~0.025, so 0.12 allows for about 4-5 net wrong calls (the benchmark checks 0.03 on long
-    videos with hundreds of tracks).
+    the binomial sampling noise between a patient's blood and the sample does not enter; what
+    remains is misclassification and tracks that the front end cuts or merges. With ~60 reliable
+    tracks one net wrong call moves the fraction by ~0.017, so 0.1 allows about 6 net wrong
+    calls, what a classifier of ~90% accuracy makes on 60 tracks when its errors do not cancel
+    (the benchmark checks 0.03 on long videos with hundreds of tracks).
     """
-    cfg = SynthConfig(width=480, height=320, n_frames=900, cells_in_view=8, tt_fraction=0.7)
+    cfg = SynthConfig(width=480, height=320, n_frames=1800, cells_in_view=8, tt_fraction=0.7)
     write_acquisition(tmp_path / "acq.tif", cfg, rng=11)
     truth = pd.read_csv(tmp_path / "acq.tracks.csv")
     expected = true_fraction(truth)
     row = analyze_acquisition(tmp_path / "acq.tif", tmp_path / "out", shipped_classifier)
     assert row["status"] == "ok"
-    assert row["reliable"] >= 20
-    assert abs(row["tank_treading_fraction"] - expected) <= 0.12, (row, expected)
+    assert row["reliable"] >= 40
+    assert abs(row["tank_treading_fraction"] - expected) <= 0.1, (row, expected)
     assert row["ci_low"] <= expected <= row["ci_high"]
