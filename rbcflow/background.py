@@ -145,10 +145,16 @@ def read_samples(
     if head == k:
         return stack
     per_seek = (time.perf_counter() - t0) / head
-    t1 = time.perf_counter()
     it = iter(reader)  # a generator (VideoReader.__iter__)
-    first = next(it)
-    per_frame = time.perf_counter() - t1  # includes opening the stream: errs towards seeking
+    # Time a few frames after the first (opening the stream is a one-off cost).
+    lead = [next(it)]
+    t1 = time.perf_counter()
+    for _ in range(3):
+        try:
+            lead.append(next(it))
+        except StopIteration:
+            break
+    per_frame = (time.perf_counter() - t1) / max(len(lead) - 1, 1)
     sequential = per_frame * (int(indices[-1]) + 1)
     if per_seek * (k - head) <= sequential:
         it.close()
@@ -160,7 +166,7 @@ def read_samples(
     wanted = {int(i): j for j, i in enumerate(indices[head:], head)}
     last = int(indices[-1])
     try:
-        for i, frame in enumerate(itertools.chain([first], it)):
+        for i, frame in enumerate(itertools.chain(lead, it)):
             j = wanted.get(i)
             if j is not None:
                 stack[j] = frame
