@@ -15,10 +15,10 @@ Usage::
    calibration, decoding in a thread, detection, linking, crops), then the decode loop again;
    the ratio uses the mean of the two decode rates. This OpenCV build (5.0.0, FFmpeg) aborts
    (``malloc_consolidate``) when it decodes an uncompressed 24-bit DIB AVI, so for ``dib24``
-   the "bare decode" is the iteration of our native reader (:class:`~rbcflow.io.avi.
-   RawAviReader`, gray conversion included), which is also what ``open_video`` uses for it. Recall, median
-   centre error and false-track rate come from :func:`rbcflow.tracking.score_tracks` against
-   the generator's truth.
+   the "bare decode" is the iteration of our native reader (``RawAviReader``, gray conversion
+   included), which is also what ``open_video`` uses for it. Recall, median centre error and
+   false-track rate come from :func:`rbcflow.tracking.score_tracks` against the generator's
+   truth.
 2. Memory: a 5-minute-equivalent stream (18,000 frames of 1024x768) through ``run_frontend``
    in a child process, whose peak RSS (``ru_maxrss``) is reported. The frames are rendered on
    the fly by the synthetic generator (a generator-backed reader, nothing held), so it takes

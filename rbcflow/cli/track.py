@@ -177,8 +177,8 @@ def track_one(video: str, out: Path, cfg: FrontEndConfig, force: bool, quiet: bo
     callback=_scale,
     default=None,
     metavar="S|auto",
-    help="Resample crops by S so cells match the training data (~11 px); 'auto' estimates "
-    "it from the cell size [default: 1].",
+    help="Resample crops by S so cells match the training data's size; 'auto' estimates "
+    "it from the cells of the video [default: 1].",
 )
 @click.option(
     "--threshold",
