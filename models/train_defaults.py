@@ -34,7 +34,7 @@ import numpy as np
 
 from rbcflow.inference import predict_proba
 from rbcflow.io.sequences import read_dataset
-from rbcflow.models import Ensemble, save_model
+from rbcflow.models import CRNNConfig, Ensemble, StackCNNConfig, save_model
 from rbcflow.training import (
     POSITIVE,
     TrainConfig,
@@ -87,7 +87,12 @@ def run_stage(stage: int, sets: dict[str, list], args) -> dict:
     test = [s for s in everything if s.acquisition in TEST_ACQUISITIONS]
     pool = [s for s in everything if s.acquisition not in TEST_ACQUISITIONS]
     epochs = args.epochs1 if stage == 1 else args.epochs2
-    cfg = TrainConfig(stage=stage, epochs=epochs, seed=args.seed)
+    if stage == 1:
+        arch = CRNNConfig(channels=tuple(int(c) for c in args.channels1.split(",")))
+        cfg = TrainConfig(stage=1, k=args.k1, epochs=epochs, seed=args.seed, architecture=arch)
+    else:
+        arch = StackCNNConfig(k=20, width=args.width2)
+        cfg = TrainConfig(stage=2, k=20, epochs=epochs, seed=args.seed, architecture=arch)
     folds = make_folds(pool, args.folds, stage)
     members, results, fold_reports = [], [], []
     for i, val_acqs in enumerate(folds):
@@ -146,6 +151,9 @@ def main() -> None:
     ap.add_argument("--epochs1", type=int, default=20)
     ap.add_argument("--epochs2", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--k1", type=int, default=12, help="stage-1 frames (uniform)")
+    ap.add_argument("--channels1", default="8,16,32,64", help="stage-1 per-frame CNN channels")
+    ap.add_argument("--width2", type=int, default=16, help="stage-2 CNN width")
     args = ap.parse_args()
     data = Path(args.data)
     sets = {n: read_dataset(data / n) for n in ("stage1_BG", "stage2_train")}

@@ -24,7 +24,7 @@ from torch import nn
 from rbcflow.config import ReportConfig
 from rbcflow.errors import ModelError
 from rbcflow.models.folder import LoadedModel, load_model
-from rbcflow.sampling import prepare
+from rbcflow.sampling import pad_frames, prepare
 from rbcflow.schema import FLIPPING, LABEL_NAMES, TANK_TREADING, UNRELIABLE, check_crops
 
 MODELS_ENV = "RBCFLOW_MODELS"
@@ -138,17 +138,21 @@ class Classifier:
 
     def _run(self, model: LoadedModel, seqs: Sequence[np.ndarray], batch_size: int) -> np.ndarray:
         spec = model.config["input"]
+        k = int(spec["k"])
         x = prepare(
             seqs,
-            int(spec["k"]),
+            k,
             str(spec["sampling"]),
-            pad=bool(spec.get("pad")),
+            pad=False,
             data_range=float(spec.get("ssim_data_range", 255.0)),
         )
+        lengths = [len(a) for a in x]  # real frames, before any padding
+        if spec.get("pad"):
+            x = [pad_frames(a, k) for a in x]
         return predict_proba(
             model.network,
             x,
-            [len(s) for s in x],
+            lengths,
             batch_size,
             self.device,
             channels_last=self.device.type == "cpu",
