@@ -211,6 +211,21 @@ def test_cli_train_two_epochs_then_evaluate_and_classify(tmp_path):
     ev = json.loads((tmp_path / "ev.json").read_text())
     assert ev["stage1"]["n"] == 27 and ev["stage2"]["n"] == 18
     assert len(ev["acquisitions"]) == 3
+    res = runner.invoke(
+        main,
+        [
+            "evaluate",
+            str(tmp_path / "m1"),
+            "--data",
+            str(data),
+            "--acquisitions",
+            "P2_10s01",
+            "--json",
+            str(tmp_path / "e2.json"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "e2.json").read_text())["stage1"]["n"] == 9
     csv = tmp_path / "pred.csv"
     res = runner.invoke(
         main,

@@ -208,10 +208,16 @@ def _print_metrics(title: str, m: dict) -> None:
     type=click.Path(exists=True),
     help="Labelled set(s) in the authors' format; repeatable.",
 )
+@click.option(
+    "--acquisitions",
+    multiple=True,
+    metavar="NAMES",
+    help="Score only these acquisitions of --data (comma-separated or repeated).",
+)
 @click.option("--json", "json_out", type=click.Path(), help="Also write the figures as JSON.")
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
-def evaluate(model_dirs, data, json_out, device, batch_size):
+def evaluate(model_dirs, data, acquisitions, json_out, device, batch_size):
     """Score stage-1 and stage-2 models on labelled sequences.
 
     MODEL_DIRS: zero, one or two model folders (their stage is read from their config);
@@ -222,6 +228,7 @@ def evaluate(model_dirs, data, json_out, device, batch_size):
     \b
     Example:
       rbcflow evaluate models/stage1 models/stage2 --data labelled/
+      rbcflow evaluate --data labelled/ --acquisitions P1_10s03,P2_10s01   # default models
     """
     from rbcflow.inference import evaluate as run_evaluate
     from rbcflow.inference import load_classifier
@@ -236,6 +243,12 @@ def evaluate(model_dirs, data, json_out, device, batch_size):
             chosen[st] = d
         clf = load_classifier(chosen.get(1), chosen.get(2), device=device)
         seqs = [s for s in _read_sets(data) if s.label is not None]
+        only = _split_names(acquisitions)
+        if only:
+            missing = only - {s.acquisition for s in seqs}
+            if missing:
+                raise DatasetError(f"--acquisitions not found in --data: {sorted(missing)}")
+            seqs = [s for s in seqs if s.acquisition in only]
         if not seqs:
             raise DatasetError("no labelled sequence in --data")
         with progress_bar(len(seqs), "classifying", unit="seq") as bar:
