@@ -278,3 +278,20 @@ def test_fraction_close_to_truth_on_real_cells(tmp_path, shared_data, shipped_cl
     assert abs(row["reliable"] - len(reliable)) <= 0.25 * len(reliable)
     assert abs(row["tank_treading_fraction"] - expected) <= 0.1, (row, expected)
     assert row["ci_low"] <= expected <= row["ci_high"]
+
+
+def test_predictions_land_on_their_own_tracks(acquisitions, tmp_path):
+    """Each track's probabilities in tracks.csv are those of its own crops (threads and batches
+    must not shuffle them)."""
+    from rbcflow.frontend import run_frontend
+    from rbcflow.io.video import open_video
+
+    crops = {}
+    with open_video(acquisitions / "one.tif") as reader:
+        run_frontend(reader, on_track=lambda row, c: crops.__setitem__(row["track_id"], c))
+    analyze_acquisition(acquisitions / "one.tif", tmp_path, StandIn())
+    tracks = pd.read_csv(tmp_path / "one" / "tracks.csv").set_index("track_id")
+    assert set(tracks.index) == set(crops)
+    direct = StandIn().predict([crops[i] for i in tracks.index])
+    np.testing.assert_allclose(tracks["p_tank_treading"], direct["p_tank_treading"])
+    np.testing.assert_allclose(tracks["p_reliable"], direct["p_reliable"])
