@@ -19,7 +19,7 @@ What it does, for each stage:
 Stage 1 trains on stage1_BG (reliable and unreliable, full-length) plus the reliable sequences
 of stage2_train (20 frames, SSIM-downsampled by the authors), with synthetic unreliable cases;
 stage 2 on stage2_train plus the reliable sequences of stage1_BG (similarity-downsampled here).
-Takes about 10-20 minutes on 2 CPU cores. Prints a JSON summary; writes ``cv_report.json``
+Takes about 20-40 minutes on 2 CPU cores. Prints a JSON summary; writes ``cv_report.json``
 beside the models.
 """
 
@@ -91,7 +91,10 @@ def run_stage(stage: int, sets: dict[str, list], args) -> dict:
         arch = CRNNConfig(channels=tuple(int(c) for c in args.channels1.split(",")))
         cfg = TrainConfig(stage=1, k=args.k1, epochs=epochs, seed=args.seed, architecture=arch)
     else:
-        arch = StackCNNConfig(k=20, width=args.width2)
+        if args.arch2 == "crnn":
+            arch = CRNNConfig(channels=tuple(int(c) for c in args.channels2.split(",")))
+        else:
+            arch = StackCNNConfig(k=20, width=args.width2)
         cfg = TrainConfig(stage=2, k=20, epochs=epochs, seed=args.seed, architecture=arch)
     folds = make_folds(pool, args.folds, stage)
     members, results, fold_reports = [], [], []
@@ -153,7 +156,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--k1", type=int, default=12, help="stage-1 frames (uniform)")
     ap.add_argument("--channels1", default="8,16,32,64", help="stage-1 per-frame CNN channels")
-    ap.add_argument("--width2", type=int, default=16, help="stage-2 CNN width")
+    ap.add_argument(
+        "--arch2",
+        choices=("crnn", "cnn"),
+        default="crnn",
+        help="stage-2 network: C-RNN over the K frames, or CNN with K channels",
+    )
+    ap.add_argument("--channels2", default="8,16,32,64", help="stage-2 C-RNN channels")
+    ap.add_argument("--width2", type=int, default=16, help="stage-2 CNN width (--arch2 cnn)")
     args = ap.parse_args()
     data = Path(args.data)
     sets = {n: read_dataset(data / n) for n in ("stage1_BG", "stage2_train")}

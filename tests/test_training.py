@@ -269,3 +269,18 @@ def test_cli_train_unknown_validation_acquisition(tmp_path):
         ],
     )
     assert res.exit_code == 1 and "NOPE_01" in res.output
+    res = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--stage",
+            "1",
+            "--arch",
+            "cnn",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "m"),
+        ],
+    )
+    assert res.exit_code == 2 and "stage 2" in res.output

@@ -63,7 +63,23 @@ def _split_names(values: tuple[str, ...]) -> set[str]:
     "--epochs", type=click.IntRange(1), default=None, help="Epochs [stage 1: 20, stage 2: 30]."
 )
 @click.option(
-    "--k", type=click.IntRange(1), default=20, show_default=True, help="Frames per sequence."
+    "--k",
+    type=click.IntRange(1),
+    default=None,
+    help="Frames per sequence [stage 1: 12, stage 2: 20].",
+)
+@click.option(
+    "--arch",
+    type=click.Choice(["crnn", "cnn"]),
+    default="crnn",
+    show_default=True,
+    help="crnn: per-frame CNN + GRU; cnn: the K frames as channels of a residual CNN (stage 2).",
+)
+@click.option(
+    "--channels",
+    default="8,16,32,64",
+    show_default=True,
+    help="C-RNN per-frame CNN channels (the paper's: 8,32,64,128).",
 )
 @click.option("--batch-size", type=click.IntRange(2), default=32, show_default=True)
 @click.option("--lr", type=float, default=2e-3, show_default=True, help="Adam learning rate.")
@@ -86,6 +102,8 @@ def train(
     out,
     epochs,
     k,
+    arch,
+    channels,
     batch_size,
     lr,
     seed,
@@ -106,7 +124,7 @@ def train(
           --out models/my_stage2 --epochs 30
     """
     from rbcflow.inference import resolve_device
-    from rbcflow.models import save_model
+    from rbcflow.models import CRNNConfig, StackCNNConfig, save_model
     from rbcflow.training import TrainConfig, model_config
     from rbcflow.training import train as train_model
 
@@ -115,6 +133,18 @@ def train(
         if (out_p / "config.json").exists() and not force:
             raise OutputError("a model folder exists there (use --force to replace it)", out_p)
         dev = resolve_device(device)
+        k = k or (12 if stage == 1 else 20)
+        if arch == "cnn":
+            if stage == 1:
+                raise click.UsageError("--arch cnn is for stage 2 (stage 1 takes any length)")
+            network = StackCNNConfig(k=k)
+        else:
+            try:
+                network = CRNNConfig(channels=tuple(int(c) for c in channels.split(",")))
+            except ValueError:
+                raise click.BadParameter(
+                    f"not a list of integers: {channels}", param_hint="--channels"
+                ) from None
         seqs = _read_sets(data)
         held = _split_names(val_acquisitions)
         unknown = held - {s.acquisition for s in seqs}
@@ -138,6 +168,7 @@ def train(
             seed=seed,
             augment=not no_augment,
             synthetic_unreliable=synthetic_unreliable,
+            architecture=network,
         )
         from tqdm import tqdm
 

@@ -1,12 +1,14 @@
 """The two classifier networks (torch.nn only).
 
-* :class:`CRNN`, stage 1 (reliable vs unreliable): a small CNN with shared weights applied to
-  every frame, a GRU over the frames, a dense layer and 2 outputs (Darrin et al. 2023, Fig. 3).
+* :class:`CRNN`, stage 1 (reliable vs unreliable) and, in the shipped models, stage 2 too: a
+  small CNN with shared weights applied to every frame, a GRU over the frames, a dense layer and
+  2 outputs (Darrin et al. 2023, Fig. 3).
   Sequences of different lengths share a batch: frames past a sequence's length are never fed to
   the CNN and the GRU's output is read at the sequence's last frame, so padding cannot change
   the answer.
-* :class:`StackCNN`, stage 2 (tank-treading vs flipping): a residual CNN (ResNet-style, made
-  small) that sees the K frames of a sequence as K input channels.
+* :class:`StackCNN`, the paper's stage 2 (tank-treading vs flipping): a residual CNN
+  (ResNet-style, made small) that sees the K frames of a sequence as K input channels. On our
+  scarce data it generalised worse across acquisitions than the C-RNN (docs/training.md).
 * :class:`Ensemble` averages the class probabilities of several members.
 
 Every network maps its input to logits ``(B, 2)``; an ensemble's output is the log of its
