@@ -28,15 +28,22 @@ def cell(angle_deg: float, axes=(6, 3), bg=120, rim=70, size=31) -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("n", "k", "expected"),
-    [(10, 4, [0, 3, 6, 9]), (3, 5, [0, 1, 2]), (5, 5, [0, 1, 2, 3, 4]), (7, 1, [0]),
-     (100, 3, [0, 50, 99])],
+    [
+        (10, 4, [0, 3, 6, 9]),
+        (3, 5, [0, 1, 2]),
+        (5, 5, [0, 1, 2, 3, 4]),
+        (7, 1, [0]),
+        (100, 3, [0, 50, 99]),
+    ],
 )
 def test_uniform_indices(n, k, expected):
     assert uniform_indices(n, k).tolist() == expected
 
 
-@pytest.mark.parametrize(("dtype", "data_range"), [(np.uint8, 255), (np.uint16, 65535),
-                                                   (np.float32, 1.0), (np.float64, 1.0)])
+@pytest.mark.parametrize(
+    ("dtype", "data_range"),
+    [(np.uint8, 255), (np.uint16, 65535), (np.float32, 1.0), (np.float64, 1.0)],
+)
 def test_ssim_batch_matches_skimage(dtype, data_range):
     rng = np.random.default_rng(1)
     base = rng.random((20, 31, 31)) * data_range
@@ -76,8 +83,10 @@ def _reference_similarity(frames: np.ndarray, k: int) -> list[int]:
     """The algorithm spelled out with scikit-image, one SSIM at a time."""
     kept = list(range(len(frames)))
     while len(kept) > k:
-        s = [ssim_reference(frames[kept[j]], frames[kept[j + 1]], 255.0)
-             for j in range(len(kept) - 1)]
+        s = [
+            ssim_reference(frames[kept[j]], frames[kept[j + 1]], 255.0)
+            for j in range(len(kept) - 1)
+        ]
         del kept[int(np.argmax(s)) + 1]
     return kept
 
@@ -88,8 +97,9 @@ def test_similarity_many_equals_one_at_a_time_reference():
     for _ in range(6):
         t = int(rng.integers(3, 30))
         angles = np.cumsum(rng.choice([0, 0, 0, 25], t))
-        seqs.append(np.stack([cell(a) for a in angles]) + rng.integers(0, 3, (t, 31, 31),
-                                                                       dtype=np.uint8))
+        seqs.append(
+            np.stack([cell(a) for a in angles]) + rng.integers(0, 3, (t, 31, 31), dtype=np.uint8)
+        )
     got = similarity_indices_many(seqs, 8)
     for s, g in zip(seqs, got, strict=True):
         assert g.tolist() == _reference_similarity(s, 8)
