@@ -83,8 +83,9 @@ def _read_table(folder: Path) -> pd.DataFrame:
     if not folder.is_dir():
         raise DatasetError("not a folder (expected dataset.csv and img/)", folder)
     if not csv.is_file():
-        raise DatasetError("no dataset.csv (expected the authors' format: dataset.csv + img/)",
-                           folder)
+        raise DatasetError(
+            "no dataset.csv (expected the authors' format: dataset.csv + img/)", folder
+        )
     try:
         table = pd.read_csv(csv, dtype={"sequence_name": str}, keep_default_na=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -119,13 +120,16 @@ def iter_dataset(folder: str | os.PathLike) -> Iterator[Sequence]:
             except (TypeError, ValueError):
                 label = -1
             if label not in LABEL_NAMES or label != row.label:
-                raise DatasetError(f"sequence {name}: label {row.label!r} is not 0, 1, 2 or empty",
-                                   folder / "dataset.csv")
+                raise DatasetError(
+                    f"sequence {name}: label {row.label!r} is not 0, 1, 2 or empty",
+                    folder / "dataset.csv",
+                )
         try:
             size = int(row.size)
         except (TypeError, ValueError):
-            raise DatasetError(f"sequence {name}: size {row.size!r} is not an integer",
-                               folder / "dataset.csv") from None
+            raise DatasetError(
+                f"sequence {name}: size {row.size!r} is not an integer", folder / "dataset.csv"
+            ) from None
         png = folder / "img" / f"{name}.png"
         if not png.is_file():
             raise DatasetError(f"sequence {name}: strip is missing", png)
@@ -133,8 +137,9 @@ def iter_dataset(folder: str | os.PathLike) -> Iterator[Sequence]:
         if strip is None:
             raise DatasetError(f"sequence {name}: strip is not a readable PNG", png)
         if strip.ndim == 3:
-            strip = cv2.cvtColor(strip, cv2.COLOR_BGR2GRAY if strip.shape[2] == 3
-                                 else cv2.COLOR_BGRA2GRAY)
+            strip = cv2.cvtColor(
+                strip, cv2.COLOR_BGR2GRAY if strip.shape[2] == 3 else cv2.COLOR_BGRA2GRAY
+            )
         if strip.dtype != np.uint8:
             raise DatasetError(f"sequence {name}: strip is {strip.dtype}, expected 8-bit", png)
         try:
@@ -166,9 +171,13 @@ def write_dataset(folder: str | os.PathLike, sequences: Iterable[Sequence]) -> i
         if not cv2.imwrite(str(tmp), strip):
             raise DatasetError(f"cannot write strip of {seq.name}", tmp)
         os.replace(tmp, img / f"{seq.name}.png")
-        rows.append({"sequence_name": seq.name,
-                     "label": "" if seq.label is None else int(seq.label),
-                     "size": int(seq.frames.shape[0])})
+        rows.append(
+            {
+                "sequence_name": seq.name,
+                "label": "" if seq.label is None else int(seq.label),
+                "size": int(seq.frames.shape[0]),
+            }
+        )
     table = pd.DataFrame(rows, columns=["sequence_name", "label", "size"])
     tmp_csv = folder / ".dataset.csv.tmp"
     table.to_csv(tmp_csv, index=True)
