@@ -13,16 +13,19 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("RBCFLOW_SHARED_DATA", REPO.parent / "shared" / "data" /
-                                  "darrin2023"))
+SHARED_DATA = Path(
+    os.environ.get("RBCFLOW_SHARED_DATA", REPO.parent / "shared" / "data" / "darrin2023")
+)
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Path of ../shared/data/darrin2023, or skip the test with a clear reason."""
     if not (SHARED_DATA / "stage1_BG" / "dataset.csv").is_file():
-        pytest.skip(f"real labelled data not found at {SHARED_DATA} (only beside ../shared; "
-                    "set RBCFLOW_SHARED_DATA to point elsewhere)")
+        pytest.skip(
+            f"real labelled data not found at {SHARED_DATA} (only beside ../shared; "
+            "set RBCFLOW_SHARED_DATA to point elsewhere)"
+        )
     return SHARED_DATA
 
 

@@ -39,8 +39,10 @@ def test_acquisition_of():
 
 def test_write_then_read_round_trip(tmp_path):
     rng = np.random.default_rng(0)
-    seqs = [Sequence("A_1", rng.integers(0, 256, (7, 31, 31), dtype=np.uint8), 0),
-            Sequence("A_2", rng.integers(0, 256, (1, 31, 31), dtype=np.uint8), None)]
+    seqs = [
+        Sequence("A_1", rng.integers(0, 256, (7, 31, 31), dtype=np.uint8), 0),
+        Sequence("A_2", rng.integers(0, 256, (1, 31, 31), dtype=np.uint8), None),
+    ]
     assert write_dataset(tmp_path, seqs) == 2
     header = (tmp_path / "dataset.csv").read_text().splitlines()[0]
     assert header == ",sequence_name,label,size"

@@ -66,8 +66,9 @@ def report_error(exc: BaseException, what: str | None = None) -> None:
     click.echo(prefix + error_line(exc), err=True)
 
 
-def for_each_input(items: Iterable[T], work: Callable[[T], Any],
-                   name: Callable[[T], str] = str) -> int:
+def for_each_input(
+    items: Iterable[T], work: Callable[[T], Any], name: Callable[[T], str] = str
+) -> int:
     """Run ``work`` on each item; an :class:`RbcflowError` (or, outside ``--debug``, any
     exception) of one item is reported in one line and the others still run.
 
@@ -91,14 +92,16 @@ def for_each_input(items: Iterable[T], work: Callable[[T], Any],
 
 
 @contextmanager
-def progress_bar(total: int | None, desc: str, unit: str = "it",
-                 quiet: bool = False) -> Iterator[Callable[[int], None]]:
+def progress_bar(
+    total: int | None, desc: str, unit: str = "it", quiet: bool = False
+) -> Iterator[Callable[[int], None]]:
     """A tqdm bar on stderr as a ``progress(n_done_since_last_call)`` callback."""
     if quiet:
         yield lambda n=1: None
         return
     from tqdm import tqdm
 
-    with tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False,
-              dynamic_ncols=True) as bar:
+    with tqdm(
+        total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True
+    ) as bar:
         yield lambda n=1: bar.update(n)
