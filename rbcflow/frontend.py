@@ -217,6 +217,12 @@ def run_frontend(
             f"background from {k} frames instead of {cfg.background.n_frames} "
             f"(frames of {reader.shape} do not fit {cfg.background.max_memory_mb} MiB)"
         )
+    elif n_total < cfg.background.n_frames:
+        # a median of few frames keeps slow cells in the background and so hides them
+        warns.append(
+            f"short video: background from all {n_total} frames (fewer than "
+            f"{cfg.background.n_frames}); slow or stuck cells may be missed"
+        )
     indices = sample_indices(n_total, k)
     samples = read_samples(reader, indices, progress=progress)
     background = median_stack(samples)

@@ -60,8 +60,20 @@ def batch(tmp_path_factory):
     return d
 
 
+def _snapshot(folder: Path) -> dict[str, tuple[str, float]]:
+    """Content hash and modification time of every file under ``folder``."""
+    import hashlib
+
+    return {
+        str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
 def test_batch_with_a_broken_file(batch, tmp_path, stand_in):
     out = tmp_path / "results"
+    inputs_before = _snapshot(batch)
     res = CliRunner().invoke(main, ["analyze", str(batch), "--out", str(out), "--quiet"])
     assert res.exit_code == 1, res.output
     lines = res.stdout.splitlines()
@@ -84,6 +96,8 @@ def test_batch_with_a_broken_file(batch, tmp_path, stand_in):
     assert again.exit_code == 1
     assert again.stdout.splitlines()[0].startswith("a: skipped, unchanged: tank-treading")
     assert list(pd.read_csv(out / "report.csv").status) == ["skipped", "skipped", "failed"]
+    # inputs are only read: nothing added, removed, moved or rewritten beside them
+    assert _snapshot(batch) == inputs_before
 
 
 def test_debug_shows_the_traceback(batch, tmp_path, stand_in):

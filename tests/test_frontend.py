@@ -60,6 +60,7 @@ def test_result_tables_and_streamed_crops(synthetic_result):
     assert list(result.frame_stats.columns) == list(FRAME_STATS)
     assert result.n_frames == 240 and len(result.frame_stats) == 240 and result.fps == 60.0
     assert result.background.shape == (480, 640) and result.background.dtype == np.float32
+    assert not any("short video" in w for w in result.warnings)
     assert sum(counts) == total == 240 + 100
     assert (result.tracks.n_frames >= 6).all()
     assert sorted(r["track_id"] for r, _ in got) == result.tracks.track_id.tolist()
@@ -99,6 +100,8 @@ def test_uint16_frames_and_auto_scale():
     crops_seen = []
     res = run_frontend(ArrayReader(frames), cfg, on_track=lambda r, c: crops_seen.append(c))
     assert len(res.tracks) == 1
+    # 30 frames < 100: the background is the median of all of them, and the run says so
+    assert any("short video: background from all 30 frames" in w for w in res.warnings)
     assert res.scale < 0.9  # big cells are shrunk towards the training size
     c = crops_seen[0]
     assert c.dtype == np.uint8 and 110 < np.median(c) < 140  # 16-bit mapped to ~125
