@@ -24,8 +24,15 @@ class RbcflowError(Exception):
 
     def __init__(self, message: str, path: str | Path | None = None):
         self.path = None if path is None else Path(path)
-        self.reason = message
-        super().__init__(f"{self.path}: {message}" if self.path is not None else message)
+        # one line whatever the input held (a sequence name or file name with a line break)
+        self.reason = _one_line(message)
+        text = f"{self.path}: {message}" if self.path is not None else message
+        super().__init__(_one_line(text))
+
+
+def _one_line(text: str) -> str:
+    """``text`` with line breaks shown as spaces, so a message is always one line."""
+    return " ".join(str(text).splitlines())
 
 
 class VideoReadError(RbcflowError):

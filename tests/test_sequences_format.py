@@ -72,3 +72,11 @@ def test_reads_the_real_sets(shared_data):
     stage1 = read_dataset(shared_data / "stage1_BG")
     assert len(stage1) == 232
     assert sum(s.label == 2 for s in stage1) == 138
+
+
+def test_errors_are_one_line_even_when_names_hold_line_breaks(tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "dataset.csv").write_text(',sequence_name,label,size\n0,"a\nb_1",7,1\n')
+    with pytest.raises(DatasetError) as info:
+        read_dataset(tmp_path)
+    assert "\n" not in str(info.value) and "label" in str(info.value)
