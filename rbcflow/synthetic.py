@@ -111,7 +111,11 @@ class SynthConfig:
         drift : relative amplitude of the slow illumination drift (0.02 = +-2 %).
         drift_period_s : period of that drift, seconds.
         debris_per_mpx : static debris specks per megapixel.
-        noise_std : camera noise, grey levels (Gaussian, independent per pixel and frame).
+        noise_std : camera noise, grey levels (Gaussian, per-pixel standard deviation;
+            independent between frames).
+        noise_corr : spatial correlation of that noise, the sigma of the Gaussian that blurs
+            white noise, px (0: independent pixels). Real crops show neighbour-pixel
+            correlation ~0.8 (slightly blurred optics, JPEG), hence ~1 px.
     """
 
     width: int = 1024
@@ -120,7 +124,7 @@ class SynthConfig:
     n_frames: int = 600
     bit_depth: int = 8
     cells_in_view: float = 10.0
-    cell_diameter: float = 11.0
+    cell_diameter: float = 10.2
     cell_diameter_sd: float = 0.7
     thickness_ratio: float = 0.35
     speed: tuple[float, float] = (2.0, 8.0)
@@ -136,13 +140,14 @@ class SynthConfig:
     flip_period: tuple[float, float] = (12.0, 60.0)
     orbit_ratio: tuple[float, float] = (0.25, 0.45)
     background: tuple[float, float] = (100.0, 140.0)
-    gradient: float = 12.0
+    gradient: float = 7.0
     vignette: float = 6.0
     pattern: float = 1.5
     drift: float = 0.02
     drift_period_s: float = 20.0
     debris_per_mpx: float = 20.0
-    noise_std: float = 3.5
+    noise_std: float = 1.9
+    noise_corr: float = 1.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -232,8 +237,8 @@ def _draw_look(rng: np.random.Generator, cfg: SynthConfig) -> _Look:
     diameter = max(4.0, rng.normal(cfg.cell_diameter, cfg.cell_diameter_sd))
     return _Look(
         radius=diameter / 2,
-        rim=rng.uniform(9.0, 16.0),
-        rim_width=rng.uniform(1.1, 1.5),
+        rim=rng.uniform(13.0, 21.0),
+        rim_width=rng.uniform(1.2, 1.6),
         inside=rng.uniform(16.0, 24.0),
         dimple=rng.uniform(18.0, 26.0),
         halo=rng.uniform(0.0, 2.0),
@@ -268,11 +273,14 @@ def _shape_dynamics(
     # from the view axis dwells near 0 (face-on disc) and sweeps fast through 90 deg (rod).
     period = rng.uniform(*cfg.flip_period)
     r_e = rng.uniform(*cfg.orbit_ratio)
-    # Poorly deformable (flipping) cells look smaller, with a shallower central dimple, in the
-    # real crops (mean radial profiles of the labelled sequences).
+    # Poorly deformable (flipping) cells look smaller and darker, with a shallower central
+    # dimple, in the real crops (mean radial profiles of the labelled sequences; after
+    # ``sampling.normalise`` their darkest 1 % sits near -2.1 against -1.7 for tank-treading
+    # cells, and ``crops.crop_diameter`` gives ~12 px against ~15 px).
     look.dimple *= 0.2
-    look.inside *= 0.7
-    look.radius *= 0.88
+    look.inside *= 0.3
+    look.radius *= 0.68
+    look.rim *= 1.5
     r = look.radius
     psi = 2 * np.pi * t / period + rng.uniform(0, 2 * np.pi)
     tilt = np.arctan2(r_e * np.sin(psi), np.cos(psi))
@@ -655,7 +663,7 @@ class SyntheticAcquisition:
         noise = np.random.default_rng([self._noise_seed, i]).standard_normal(
             img.shape, dtype=np.float32
         )
-        img += np.float32(self.config.noise_std) * noise
+        img += np.float32(self.config.noise_std) * _correlate(noise, self.config.noise_corr)
         return img
 
     def frame(self, i: int) -> np.ndarray:
@@ -670,6 +678,22 @@ class SyntheticAcquisition:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return self.frames()
+
+
+def _correlate(white: np.ndarray, sigma: float) -> np.ndarray:
+    """Spatially correlated noise of unit per-pixel std from white noise (2-D float32).
+
+    Blurs with a Gaussian of ``sigma`` px and divides by the kernel's L2 norm, so the
+    standard deviation stays 1 (away from the borders, which are reflected).
+    """
+    if sigma <= 0:
+        return white
+    ksize = 2 * int(math.ceil(3 * sigma)) + 1
+    k = cv2.getGaussianKernel(ksize, sigma).astype(np.float64).ravel()
+    gain = float(np.sum(k * k))  # separable: the 2-D L2 norm is the product of two 1-D ones
+    out = cv2.sepFilter2D(white, -1, k, k, borderType=cv2.BORDER_REFLECT_101)
+    out *= np.float32(1.0 / gain)
+    return out
 
 
 def _quantise(img: np.ndarray, bit_depth: int) -> np.ndarray:

@@ -5,10 +5,10 @@ Writes ``sample.avi`` (10 s at 60 fps, 640x480, 24-bit MJPG AVI), ``sample.truth
 fixed seed (no real image is used). The truth tables are identical on every machine; the AVI
 bytes may differ slightly between OpenCV/FFmpeg builds (the JPEG encoder), not its content.
 
-Why 640x480 and MJPG: camera noise (std 3.5 grey levels, independent per pixel and frame) cannot
-be compressed much; a lossless 1024x768 AVI of 10 s is ~250 MB (FFV1) and even MJPG at
-FFmpeg's default quality takes ~29 MB. 640x480 MJPG keeps the real cell scale (cells ~11 px
-across, as in the 31x31 training crops) in ~11 MB.
+Why 640x480 and MJPG: camera noise (independent between frames) cannot be compressed much; a
+lossless 1024x768 AVI of 10 s is ~250 MB (FFV1) and MJPG at FFmpeg's default quality takes
+tens of MB. 640x480 MJPG keeps the real cell scale (cells ~10 px across, as in the 31x31
+training crops) in ~6 MB.
 """
 
 from __future__ import annotations
