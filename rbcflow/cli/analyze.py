@@ -8,26 +8,11 @@ from pathlib import Path
 
 import click
 
-from rbcflow.cli.main import error_line, is_debug, main, progress_bar, report_error
+from rbcflow.cli.main import error_line, is_debug, main, parse_scale, progress_bar, report_error
 from rbcflow.config import CropConfig, FrontEndConfig, ReaderConfig
 from rbcflow.errors import RbcflowError
 
 DEFAULT_OUT = "rbcflow-results"
-
-
-def _scale(value: str | None) -> float | None | str:
-    """``--scale``: a positive factor, or ``auto``."""
-    if value is None:
-        return "default"
-    if value.strip().lower() == "auto":
-        return None
-    try:
-        f = float(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a number or 'auto'") from None
-    if not 0.1 <= f <= 10:
-        raise click.BadParameter(f"{f:g} is not a plausible scale (0.1 to 10)")
-    return f
 
 
 def result_line(row: dict, report: Path | None) -> str:
@@ -70,6 +55,7 @@ def result_line(row: dict, report: Path | None) -> str:
     "--scale",
     "scale",
     metavar="FACTOR|auto",
+    callback=parse_scale,
     help="Resample crops by FACTOR so cells look ~11 px across as in training "
     "(auto: measured per video) [default: 1, the video's scale].",
 )
@@ -108,12 +94,10 @@ def analyze(paths, out, fps, scale, models_stage1, models_stage2, device, force,
     """
     from rbcflow.pipeline import AnalysisSettings, analyze_batch, check_output_dir
 
-    scale_value = _scale(scale)
     fe = FrontEndConfig()
     if fps is not None:
         fe = dataclasses.replace(fe, reader=ReaderConfig(fps=fps))
-    if scale_value != "default":
-        fe = dataclasses.replace(fe, crops=dataclasses.replace(CropConfig(), scale=scale_value))
+    fe = dataclasses.replace(fe, crops=dataclasses.replace(CropConfig(), scale=scale))
     settings = AnalysisSettings(frontend=fe)
 
     try:

@@ -105,3 +105,21 @@ def progress_bar(
         total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True
     ) as bar:
         yield lambda n=1: bar.update(n)
+
+
+def parse_scale(ctx: click.Context | None, param: click.Parameter | None, value: str | None):
+    """click callback of ``--scale``: a factor in 0.1..10, ``auto`` (None: measured per video),
+    or, when the option is not given, the default of :class:`~rbcflow.config.CropConfig`."""
+    from rbcflow.config import CropConfig
+
+    if value is None:
+        return CropConfig().scale
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        scale = float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number or 'auto'") from None
+    if not 0.1 <= scale <= 10:
+        raise click.BadParameter(f"{value!r} is not a plausible scale (0.1 to 10)")
+    return scale

@@ -13,26 +13,12 @@ from pathlib import Path
 import click
 import numpy as np
 
-from rbcflow.cli.main import for_each_input, main, progress_bar
+from rbcflow.cli.main import for_each_input, main, parse_scale, progress_bar
 from rbcflow.config import CropConfig, DetectionConfig, FrontEndConfig, ReaderConfig
 from rbcflow.errors import OutputError
 
 OUTPUT_FILES = ("positions.csv", "tracks.csv", "sequences", "run.json")
 """What ``rbcflow track`` writes in ``OUT/NAME/``."""
-
-
-def _scale(ctx: click.Context, param: click.Parameter, value: str | None):
-    if value is None:
-        return 1.0
-    if value.lower() == "auto":
-        return None
-    try:
-        scale = float(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a number or 'auto'") from None
-    if not 0.1 <= scale <= 10:
-        raise click.BadParameter(f"{value!r} is outside 0.1..10")
-    return scale
 
 
 class _SequenceWriter:
@@ -174,7 +160,7 @@ def track_one(video: str, out: Path, cfg: FrontEndConfig, force: bool, quiet: bo
 )
 @click.option(
     "--scale",
-    callback=_scale,
+    callback=parse_scale,
     default=None,
     metavar="S|auto",
     help="Resample crops by S so cells match the training data's size; 'auto' estimates "
