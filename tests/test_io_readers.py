@@ -23,12 +23,13 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from rbcflow.errors import RbcflowError, VideoReadError
-from rbcflow.io.avi import read_avi_layout, write_avi
+from rbcflow.io.avi import jpeg_size, read_avi_layout, write_avi
 from rbcflow.io.video import (
     FRAME_EXTENSIONS,
     VIDEO_EXTENSIONS,
     AviReader,
     FolderReader,
+    MjpegAviReader,
     RawAviReader,
     TiffReader,
     find_acquisitions,
@@ -106,7 +107,8 @@ def make_case(kind: str, folder: Path) -> Case:
         p = folder / f"{kind}.avi"
         _cv2_avi(p, fourcc, gray, 30.0)
         lossy = fourcc == "MJPG"
-        return Case(p, gray, not lossy, 30.0, AviReader, tolerance=6.0 if lossy else 0.0)
+        reader = MjpegAviReader if lossy else AviReader
+        return Case(p, gray, not lossy, 30.0, reader, tolerance=6.0 if lossy else 0.0)
     if kind == "tiff8":
         p = folder / "stack8.tif"
         tifffile.imwrite(p, gray, imagej=True, metadata={"axes": "TYX", "finterval": 1 / 25})
@@ -435,13 +437,116 @@ def test_truncated_mjpg_avi(tmp_path):
     cut = tmp_path / "cut mjpg.avi"
     cut.write_bytes(data[: int(0.6 * len(data))])
     with open_video(cut) as video:
-        assert isinstance(video, AviReader)
+        assert isinstance(video, MjpegAviReader)
         assert 10 < len(video) < 30
         assert any("truncated" in w for w in video.warnings)
         frames = list(video)
         assert len(frames) == len(video)
         np.testing.assert_array_equal(video[-1], frames[-1])
         assert np.abs(frames[-1].astype(float) - pattern((len(video) - 1) % N)).mean() < 2
+
+
+def test_mjpeg_reader_decodes_luma_like_ffmpeg_but_unbiased(tmp_path):
+    """The native MJPG reader (JPEG luma straight to gray) and OpenCV's FFmpeg decoder
+    (YUV -> BGR -> gray) see the same frames; the luma path is the closer to the frames that
+    were encoded (FFmpeg's round trip shifts them by about one gray level)."""
+    p = tmp_path / "m.avi"
+    frames = [
+        np.clip(pattern(i, 96, 128).astype(int) // 2 + 60, 0, 255).astype(np.uint8)
+        for i in range(8)
+    ]
+    writer = cv2.VideoWriter(
+        str(p), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (128, 96), True
+    )
+    for f in frames:
+        writer.write(cv2.cvtColor(f, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    cap = cv2.VideoCapture(str(p), cv2.CAP_FFMPEG)
+    via_ffmpeg = []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        via_ffmpeg.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(float))
+    cap.release()
+    with open_video(p) as video:
+        assert isinstance(video, MjpegAviReader) and len(video) == len(via_ffmpeg) == 8
+        ours = [f.astype(float) for f in video]
+        np.testing.assert_array_equal(video[5], ours[5])  # random access = iteration
+    for mine, theirs, truth in zip(ours, via_ffmpeg, frames, strict=True):
+        assert np.abs(mine - theirs).max() <= 4
+        assert abs(float(np.mean(mine - truth))) <= abs(float(np.mean(theirs - truth))) + 0.05
+        assert abs(float(np.mean(mine - truth))) < 0.5
+
+
+def _mjpg_file(tmp_path: Path, n: int = 10) -> tuple[Path, list[np.ndarray]]:
+    p = tmp_path / "clip.avi"
+    frames = [pattern(i % N) for i in range(n)]
+    _cv2_avi(p, "MJPG", frames, 30.0)
+    return p, frames
+
+
+def test_mjpeg_damaged_frame_midway(tmp_path):
+    """A frame chunk that is not a JPEG any more: iteration stops before it with a warning,
+    random access to it is a one-line error naming the frame; the frames before are intact."""
+    p, frames = _mjpg_file(tmp_path)
+    lay = read_avi_layout(p)
+    data = bytearray(p.read_bytes())
+    bad = 6
+    data[int(lay.offsets[bad]) : int(lay.offsets[bad]) + 16] = b"\0" * 16  # SOI and header gone
+    p.write_bytes(bytes(data))
+    with open_video(p) as video:
+        assert isinstance(video, MjpegAviReader) and len(video) == 10
+        got = list(video)
+        assert len(got) == bad
+        assert any(f"frame {bad} cannot be decoded" in w for w in video.warnings)
+        assert np.abs(got[-1].astype(float) - frames[bad - 1]).mean() < 2
+        with pytest.raises(VideoReadError, match=f"frame {bad} cannot be decoded") as exc:
+            video[bad]
+        _one_line_error(exc, p)
+        # random access reaches the frames after the damaged one
+        assert np.abs(video[bad + 1].astype(float) - frames[bad + 1]).mean() < 2
+
+
+def test_mjpeg_absurd_size_in_jpeg_header_is_refused(tmp_path):
+    """A JPEG header claiming another frame size is damage: refused before decoding (the
+    decoder would otherwise allocate what the header claims)."""
+    p, _ = _mjpg_file(tmp_path, 4)
+    lay = read_avi_layout(p)
+    data = bytearray(p.read_bytes())
+    chunk = bytes(data[int(lay.offsets[2]) : int(lay.offsets[2] + lay.sizes[2])])
+    sof = chunk.find(b"\xff\xc0")
+    assert sof > 0
+    at = int(lay.offsets[2]) + sof + 5
+    data[at : at + 4] = b"\xff\xf0\xff\xf0"  # 65520 x 65520
+    p.write_bytes(bytes(data))
+    with open_video(p) as video:
+        assert len(list(video)) == 2
+        with pytest.raises(VideoReadError, match="frame 2 cannot be decoded"):
+            video[2]
+
+
+def test_mjpeg_first_chunk_not_jpeg_is_a_clear_error(tmp_path):
+    """An AVI that says MJPG but holds no JPEG: neither our reader nor FFmpeg reads it, and
+    the error is one line naming the file."""
+    p, _ = _mjpg_file(tmp_path, 3)
+    lay = read_avi_layout(p)
+    data = bytearray(p.read_bytes())
+    for off, size in zip(lay.offsets, lay.sizes, strict=True):
+        data[int(off) : int(off + size)] = b"\x55" * int(size)
+    p.write_bytes(bytes(data))
+    with pytest.raises(VideoReadError) as exc:
+        open_video(p)
+    _one_line_error(exc, p)
+
+
+def test_jpeg_size_walks_markers():
+    ok, buf = cv2.imencode(".jpg", np.zeros((37, 53), np.uint8))
+    data = buf.tobytes()
+    assert jpeg_size(data) == (37, 53)
+    assert jpeg_size(data[:20]) is None  # cut before the frame header
+    assert jpeg_size(b"\xff\xd8\xff\xda\x00\x08") is None  # scan before any frame header
+    assert jpeg_size(b"") is None
 
 
 def test_tiff_with_damaged_page(tmp_path):

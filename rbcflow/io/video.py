@@ -9,6 +9,8 @@ whatever the length of the video.
 input              reader                                           frames
 =================  ===============================================  ===========================
 uncompressed .avi  :class:`~rbcflow.io.avi.RawAviReader` (native)    uint8 gray
+MJPG .avi          :class:`~rbcflow.io.avi.MjpegAviReader` (native    uint8 gray
+                   RIFF + ``cv2.imdecode`` to gray)
 other .avi, .mp4,  :class:`~rbcflow.io.avi.AviReader` (OpenCV)       uint8 gray
 .mov, .mkv
 .tif, .tiff        :class:`~rbcflow.io.tiff.TiffReader` (tifffile)   uint8 or uint16 gray
@@ -34,7 +36,14 @@ from pathlib import Path
 
 from rbcflow.config import ReaderConfig
 from rbcflow.errors import RbcflowError, VideoReadError
-from rbcflow.io.avi import AviReader, RawAviReader, read_avi_layout, write_avi
+from rbcflow.io.avi import (
+    MJPEG_FOURCCS,
+    AviReader,
+    MjpegAviReader,
+    RawAviReader,
+    read_avi_layout,
+    write_avi,
+)
 from rbcflow.io.base import VideoReader
 from rbcflow.io.discover import MOVIE_EXTENSIONS, STACK_EXTENSIONS, find_acquisitions
 from rbcflow.io.folder import FRAME_EXTENSIONS, FolderReader, natural_key
@@ -48,6 +57,7 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "AviReader",
     "FolderReader",
+    "MjpegAviReader",
     "RawAviReader",
     "TiffReader",
     "VideoReader",
@@ -120,6 +130,11 @@ def open_video(
                     "no complete frame in the file" + (" (truncated)" if layout.truncated else ""),
                     path,
                 )
+            if layout.compression in MJPEG_FOURCCS:
+                try:
+                    return MjpegAviReader(path, fps=fps, default_fps=default_fps, layout=layout)
+                except VideoReadError:
+                    pass  # a JPEG flavour imdecode does not read: FFmpeg may
             return AviReader(path, fps=fps, default_fps=default_fps, layout=layout)
         return AviReader(path, fps=fps, default_fps=default_fps)
     except RbcflowError:
