@@ -14,8 +14,10 @@ megapixel frames and exact.
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -77,13 +79,15 @@ def _kth_smallest_unsigned(stack: np.ndarray, k: int) -> np.ndarray:
     return prefix
 
 
-def median_stack(stack: np.ndarray) -> np.ndarray:
+def median_stack(stack: np.ndarray, workers: int | None = None) -> np.ndarray:
     """Per-pixel median of a stack of frames.
 
     Parameters
     ----------
     stack : (N, rows, cols) uint8, uint16 or float ndarray
         N >= 1 frames.
+    workers : int, optional
+        Threads, each on a band of rows (default: the CPUs this process may use, at most 4).
 
     Returns
     -------
@@ -99,6 +103,25 @@ def median_stack(stack: np.ndarray) -> np.ndarray:
     stack = np.asarray(stack)
     if stack.ndim != 3 or stack.shape[0] == 0:
         raise ValueError(f"expected a (N, rows, cols) stack with N >= 1, got {stack.shape}")
+    if workers is None:
+        workers = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    rows = stack.shape[1]
+    if rows < 64 or workers < 2:
+        return _median_rows(stack)
+    # Bands of rows in parallel threads: numpy's element-wise loops release the GIL, so the
+    # cores share the work (the median of one pixel never looks at another).
+    bounds = np.linspace(0, rows, workers + 1).astype(int)
+    out = np.empty(stack.shape[1:], np.float32)
+
+    def band(i: int) -> None:
+        out[bounds[i] : bounds[i + 1]] = _median_rows(stack[:, bounds[i] : bounds[i + 1]])
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(band, range(workers)))
+    return out
+
+
+def _median_rows(stack: np.ndarray) -> np.ndarray:
     n = stack.shape[0]
     if stack.dtype.kind != "u":
         return np.median(stack.astype(np.float32, copy=False), axis=0).astype(np.float32)

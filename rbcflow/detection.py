@@ -173,21 +173,25 @@ def _windows(
     frame: np.ndarray, background: np.ndarray, c: np.ndarray, half: int, offset: float
 ) -> np.ndarray:
     """``frame - background - offset`` in ``(2 * half + 3)`` square windows centred on the
-    integer positions ``c`` (n, 2); 0 outside the frame. (n, p, p) float32."""
+    integer positions ``c`` (n, 2); 0 outside the frame. (n, p, p) float32.
+
+    One gather for all windows (a fixed number of numpy calls per frame, whatever the number
+    of cells: the per-call overhead, not the arithmetic, is what costs here).
+    """
     rows, cols = frame.shape
-    p = 2 * half + 3
-    stack = np.zeros((len(c), p, p), np.float32)
-    for k, (cx, cy) in enumerate(c):
-        x0, y0 = cx - half - 1, cy - half - 1
-        fx0, fy0, fx1, fy1 = max(x0, 0), max(y0, 0), min(x0 + p, cols), min(y0 + p, rows)
-        if fx0 >= fx1 or fy0 >= fy1:
-            continue
-        sub = stack[k, fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0]
-        np.subtract(
-            frame[fy0:fy1, fx0:fx1], background[fy0:fy1, fx0:fx1], out=sub, dtype=np.float32
-        )
-        if offset:
-            sub -= np.float32(offset)
+    span = np.arange(-half - 1, half + 2)
+    r = c[:, 1, None] + span  # (n, p)
+    q = c[:, 0, None] + span
+    r_in = (r >= 0) & (r < rows)
+    q_in = (q >= 0) & (q < cols)
+    ri = np.clip(r, 0, rows - 1)[:, :, None]
+    qi = np.clip(q, 0, cols - 1)[:, None, :]
+    stack = frame[ri, qi].astype(np.float32)
+    stack -= background[ri, qi]
+    if offset:
+        stack -= np.float32(offset)
+    if not (r_in.all() and q_in.all()):
+        stack *= r_in[:, :, None] & q_in[:, None, :]
     return stack
 
 
@@ -276,52 +280,85 @@ def refine_centroids(
     ok = np.zeros(n, dtype=bool)
     if n == 0:
         return xy, ok
-    rows, cols = frame.shape
     offsets = np.arange(-half, half + 1, dtype=np.float64)
+    todo = np.arange(n)
+    c_prev = None
     for _ in range(iterations):
         c = np.rint(xy).astype(np.int64)
-        cut = np.stack(
-            [
-                c[:, 0] - half < 0,
-                c[:, 0] + half > cols - 1,
-                c[:, 1] - half < 0,
-                c[:, 1] + half > rows - 1,
-            ],
-            axis=1,
+        if c_prev is not None:
+            # A window that does not move gives the same centroid again: only the objects
+            # whose integer centre changed are measured again.
+            todo = todo[np.any(c[todo] != c_prev[todo], axis=1)]
+            if todo.size == 0:
+                break
+        c_prev = c
+        sub_xy, sub_ok = _refine_once(
+            frame, background, xy[todo], c[todo], half, noise, offset, edge_radius, offsets
         )
-        use = ~cut.any(axis=1) if edge_radius is None else np.ones(n, bool)
-        idx = np.flatnonzero(use)
-        ok[~use] = False
-        if idx.size == 0:
-            break
-        w = footprint_weights(_windows(frame, background, c[idx], half, offset), noise)
-        total = w.sum(axis=(1, 2), dtype=np.float64)
-        good = total > 0
-        norm = np.maximum(total, 1e-12)
-        fx = np.where(good, (w.sum(axis=1, dtype=np.float64) @ offsets) / norm, 0.0)
-        fy = np.where(good, (w.sum(axis=2, dtype=np.float64) @ offsets) / norm, 0.0)
-        for k in np.flatnonzero(cut[idx].any(axis=1) & good):
-            j = idx[k]
-            # Cut only where the footprint reaches the frame border (a window reaching past
-            # it around a cell wholly inside is not a cut cell).
-            bx0 = min(max(half - c[j, 0], 0), 2 * half)  # frame column 0 in the window
-            by0 = min(max(half - c[j, 1], 0), 2 * half)
-            bx1 = min(max(half - c[j, 0] + cols - 1, 0), 2 * half)
-            by1 = min(max(half - c[j, 1] + rows - 1, 0), 2 * half)
-            left = cut[j, 0] and w[k][:, bx0].max() >= 0.5
-            right = cut[j, 1] and w[k][:, bx1].max() >= 0.5
-            top = cut[j, 2] and w[k][by0, :].max() >= 0.5
-            bottom = cut[j, 3] and w[k][by1, :].max() >= 0.5
-            el, er, et, eb = _edges(w[k], fx[k], fy[k], half)
-            if left != right:
-                fx[k] = er - edge_radius if left else el + edge_radius
-            if top != bottom:
-                fy[k] = eb - edge_radius if top else et + edge_radius
-            good[k] = math.isfinite(fx[k]) and math.isfinite(fy[k])
-        sel = idx[good]
-        xy[sel, 0] = c[sel, 0] + fx[good]
-        xy[sel, 1] = c[sel, 1] + fy[good]
-        ok[idx] = good
+        xy[todo] = sub_xy
+        ok[todo] = sub_ok
+    return xy, ok
+
+
+def _refine_once(
+    frame: np.ndarray,
+    background: np.ndarray,
+    xy: np.ndarray,
+    c: np.ndarray,
+    half: int,
+    noise: float,
+    offset: float,
+    edge_radius: float | None,
+    offsets: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One pass of :func:`refine_centroids` with windows centred on the integer positions
+    ``c``; returns the new ``xy`` (a copy) and ``ok``."""
+    xy = xy.copy()
+    n = len(xy)
+    ok = np.zeros(n, dtype=bool)
+    rows, cols = frame.shape
+    cut = np.stack(
+        [
+            c[:, 0] - half < 0,
+            c[:, 0] + half > cols - 1,
+            c[:, 1] - half < 0,
+            c[:, 1] + half > rows - 1,
+        ],
+        axis=1,
+    )
+    use = ~cut.any(axis=1) if edge_radius is None else np.ones(n, bool)
+    idx = np.flatnonzero(use)
+    ok[~use] = False
+    if idx.size == 0:
+        return xy, ok
+    w = footprint_weights(_windows(frame, background, c[idx], half, offset), noise)
+    total = w.sum(axis=(1, 2), dtype=np.float64)
+    good = total > 0
+    norm = np.maximum(total, 1e-12)
+    fx = np.where(good, (w.sum(axis=1, dtype=np.float64) @ offsets) / norm, 0.0)
+    fy = np.where(good, (w.sum(axis=2, dtype=np.float64) @ offsets) / norm, 0.0)
+    for k in np.flatnonzero(cut[idx].any(axis=1) & good):
+        j = idx[k]
+        # Cut only where the footprint reaches the frame border (a window reaching past
+        # it around a cell wholly inside is not a cut cell).
+        bx0 = min(max(half - c[j, 0], 0), 2 * half)  # frame column 0 in the window
+        by0 = min(max(half - c[j, 1], 0), 2 * half)
+        bx1 = min(max(half - c[j, 0] + cols - 1, 0), 2 * half)
+        by1 = min(max(half - c[j, 1] + rows - 1, 0), 2 * half)
+        left = cut[j, 0] and w[k][:, bx0].max() >= 0.5
+        right = cut[j, 1] and w[k][:, bx1].max() >= 0.5
+        top = cut[j, 2] and w[k][by0, :].max() >= 0.5
+        bottom = cut[j, 3] and w[k][by1, :].max() >= 0.5
+        el, er, et, eb = _edges(w[k], fx[k], fy[k], half)
+        if left != right:
+            fx[k] = er - edge_radius if left else el + edge_radius
+        if top != bottom:
+            fy[k] = eb - edge_radius if top else et + edge_radius
+        good[k] = math.isfinite(fx[k]) and math.isfinite(fy[k])
+    sel = idx[good]
+    xy[sel, 0] = c[sel, 0] + fx[good]
+    xy[sel, 1] = c[sel, 1] + fy[good]
+    ok[idx] = good
     return xy, ok
 
 
@@ -498,7 +535,10 @@ class FrameDetector:
             )
         # Block (i, j) covers pixels [ds*i, ds*i + ds) whose centre is ds*i + (ds - 1) / 2.
         xy = cents[keep] * self.ds + (self.ds - 1) / 2.0
-        sums = np.bincount(labels.ravel(), weights=var.ravel(), minlength=n)
+        # Mean variance per component, summed over the thresholded blocks only (a few percent
+        # of the frame).
+        on = np.flatnonzero(mask.ravel())
+        sums = np.bincount(labels.ravel()[on], weights=var.ravel()[on], minlength=n)
         score = sums[keep] / stats[keep, cv2.CC_STAT_AREA]
         extent = np.maximum(stats[keep, cv2.CC_STAT_WIDTH], stats[keep, cv2.CC_STAT_HEIGHT])
         return Coarse(xy, area[keep - 1], score, extent * self.ds, offset, mean)
