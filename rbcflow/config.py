@@ -150,11 +150,19 @@ class ReportConfig:
     reliable_threshold : a track is reliable when stage 1's p_reliable >= this.
     flipping_threshold : a reliable track is flipping when 1 - p_tank_treading >= this.
     confidence : level of the binomial (Wilson) interval on the tank-treading fraction.
+    max_border_cut : a track whose cell is cut by the top or bottom border of the field in more
+        than this share of its frames is unreliable (a partial cell), whatever stage 1 says;
+        None turns the rule off.
+    max_size_ratio : a track whose median detected area is more than this multiple of the
+        video's one-cell area is unreliable (two cells moving as one object), whatever stage 1
+        says; None turns the rule off.
     """
 
     reliable_threshold: float = 0.5
     flipping_threshold: float = 0.5
     confidence: float = 0.95
+    max_border_cut: float | None = 0.5
+    max_size_ratio: float | None = 1.5
 
 
 def to_dict(cfg: Any) -> dict:

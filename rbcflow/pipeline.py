@@ -87,6 +87,7 @@ TRACK_COLUMNS_ADDED: dict[str, str] = {
     "p_reliable": "float64",
     "p_tank_treading": "float64",
     "label": "object",
+    "rule": "object",  # why the front end's geometry made the track unreliable, or empty
 }
 """Columns ``tracks.csv`` adds after :data:`rbcflow.schema.TRACKS`, before the shape features."""
 
@@ -229,12 +230,18 @@ def _strip(crops: np.ndarray, k: int = GALLERY_FRAMES) -> np.ndarray:
 
 
 def label_tracks(
-    p_reliable: np.ndarray, p_tank_treading: np.ndarray, cfg: ReportConfig | None = None
+    p_reliable: np.ndarray,
+    p_tank_treading: np.ndarray,
+    cfg: ReportConfig | None = None,
+    *,
+    border_cut: np.ndarray | None = None,
+    size_ratio: np.ndarray | None = None,
 ) -> np.ndarray:
     """Labels from the two probabilities and the report thresholds.
 
-    A track is reliable when ``p_reliable >= reliable_threshold``; a reliable track is
-    flipping when ``1 - p_tank_treading >= flipping_threshold``, tank-treading otherwise.
+    A track is reliable when ``p_reliable >= reliable_threshold`` and no geometric rule of
+    :func:`geometry_rules` rejects it; a reliable track is flipping when
+    ``1 - p_tank_treading >= flipping_threshold``, tank-treading otherwise.
 
     Returns
     -------
@@ -244,6 +251,7 @@ def label_tracks(
     p_rel = np.asarray(p_reliable, dtype=float)
     p_tt = np.asarray(p_tank_treading, dtype=float)
     reliable = np.nan_to_num(p_rel, nan=0.0) >= cfg.reliable_threshold
+    reliable &= geometry_rules(len(p_rel), cfg, border_cut, size_ratio) == ""
     flipping = (1 - np.nan_to_num(p_tt, nan=0.5)) >= cfg.flipping_threshold
     out = np.where(
         ~reliable,
@@ -253,6 +261,35 @@ def label_tracks(
         ),
     )
     return out.astype(object)
+
+
+def geometry_rules(
+    n: int,
+    cfg: ReportConfig,
+    border_cut: np.ndarray | None = None,
+    size_ratio: np.ndarray | None = None,
+) -> np.ndarray:
+    """Which tracks the front end's geometry alone makes unreliable, and why.
+
+    Two kinds of unreliable track are defined by geometry, not appearance: a cell cut by the
+    top or bottom border of the field (``border_cut > max_border_cut``: the crops never show
+    the whole cell) and two cells moving as one detected object (``size_ratio >
+    max_size_ratio``: the crops show a pair). Stage 1 learnt them from few examples; the
+    front end measures them directly. NaN measures (unknown) never reject.
+
+    Returns
+    -------
+    (n,) object ndarray
+        ``"cut by border"``, ``"two cells"`` or ``""`` per track.
+    """
+    rule = np.full(n, "", dtype=object)
+    if size_ratio is not None and cfg.max_size_ratio is not None:
+        big = np.nan_to_num(np.asarray(size_ratio, float), nan=0.0) > cfg.max_size_ratio
+        rule[big] = "two cells"
+    if border_cut is not None and cfg.max_border_cut is not None:
+        cut = np.nan_to_num(np.asarray(border_cut, float), nan=0.0) > cfg.max_border_cut
+        rule[cut] = "cut by border"
+    return rule
 
 
 class _Classifying:
@@ -326,7 +363,14 @@ class _Classifying:
         if len(pred) != len(seqs):
             raise RuntimeError(f"classifier returned {len(pred)} rows for {len(seqs)} tracks")
         pred = pred[["p_reliable", "p_tank_treading"]].reset_index(drop=True).astype(float)
-        pred["label"] = label_tracks(pred["p_reliable"], pred["p_tank_treading"], self.report_cfg)
+        geometry = {
+            key: np.array([r.get(key, np.nan) for r in rows], dtype=float)
+            for key in ("border_cut", "size_ratio")
+        }
+        pred["label"] = label_tracks(
+            pred["p_reliable"], pred["p_tank_treading"], self.report_cfg, **geometry
+        )
+        pred["rule"] = geometry_rules(len(rows), self.report_cfg, **geometry)
         feats = track_features(seqs)
         self._keep_gallery(rows, seqs, pred, feats)
         with self._lock:
@@ -486,6 +530,7 @@ def _tracks_table(result_tracks: pd.DataFrame, got: _Collected) -> pd.DataFrame:
     missing = merged["label"].isna()
     if missing.any():  # a track the classifier never saw (should not happen): say so
         merged.loc[missing, "label"] = schema.LABEL_NAMES[schema.UNRELIABLE]
+    merged["rule"] = merged["rule"].fillna("").astype(object)
     first = list(schema.TRACKS) + list(TRACK_COLUMNS_ADDED) + list(FEATURE_COLUMNS)
     rest = [c for c in merged.columns if c not in first]
     return merged[first + rest]

@@ -399,6 +399,18 @@ def quality_indicators(
             "recordings",
         }
     )
+    if "rule" in tracks and len(tracks):
+        rules = tracks["rule"].fillna("").astype(str)
+        n_cut, n_pair = int((rules == "cut by border").sum()), int((rules == "two cells").sum())
+        out.append(
+            {
+                "name": "rejected by geometry",
+                "value": f"{n_cut} cut by the border, {n_pair} two cells as one",
+                "verdict": "ok",
+                "hint": "unreliable whatever stage 1 said: the cell is cut by the top or bottom "
+                "of the field, or the object is about twice one cell's area",
+            }
+        )
     out.append(
         {
             "name": "reliable tracks",

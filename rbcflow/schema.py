@@ -76,6 +76,8 @@ TRACKS: dict[str, str] = {
     "speed": "float64",  # mean speed along x, pixels per frame
     "interference": "bool",  # came closer to another cell than the interference distance
     "edge": "bool",  # entered or left through an image border (crop touched it)
+    "border_cut": "float64",  # share of frames where the top or bottom border cuts the cell
+    "size_ratio": "float64",  # median detected area / the video's typical one-cell area
 }
 
 TRUTH: dict[str, str] = {

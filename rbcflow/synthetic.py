@@ -103,6 +103,7 @@ class SynthConfig:
         tt_period : range of the membrane rotation period of tank-treading cells, frames.
         flip_period : range of the flipping (Jeffery orbit) period, frames.
         orbit_ratio : range of the Jeffery ``r_e``: the smaller, the faster the edge-on phase.
+        flip_radius_scale : face-on radius of flipping cells relative to tank-treading ones.
     Background and camera
         background : range of the mean background level, grey levels (drawn per acquisition).
         gradient : illumination gradient across the field, grey levels (peak to peak).
@@ -139,6 +140,7 @@ class SynthConfig:
     tt_period: tuple[float, float] = (20.0, 60.0)
     flip_period: tuple[float, float] = (12.0, 60.0)
     orbit_ratio: tuple[float, float] = (0.25, 0.45)
+    flip_radius_scale: float = 0.68
     background: tuple[float, float] = (100.0, 140.0)
     gradient: float = 7.0
     vignette: float = 6.0
@@ -279,7 +281,7 @@ def _shape_dynamics(
     # cells, and ``crops.crop_diameter`` gives ~12 px against ~15 px).
     look.dimple *= 0.2
     look.inside *= 0.3
-    look.radius *= 0.68
+    look.radius *= cfg.flip_radius_scale
     look.rim *= 1.5
     r = look.radius
     psi = 2 * np.pi * t / period + rng.uniform(0, 2 * np.pi)

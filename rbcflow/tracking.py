@@ -51,6 +51,9 @@ class Track:
         Frame index and refined position (pixels) of each frame of the track (consecutive).
     detected : list of bool
         Whether a detection was assigned in that frame (else: correlation or prediction).
+    areas : list of float
+        Area of the assigned detection, pixels (NaN where none, or when the caller gave no
+        areas).
     vx, vy : float
         Current velocity estimate, pixels/frame.
     gap : int
@@ -65,6 +68,7 @@ class Track:
     xs: list[float] = field(default_factory=list)
     ys: list[float] = field(default_factory=list)
     detected: list[bool] = field(default_factory=list)
+    areas: list[float] = field(default_factory=list)
     vx: float = 0.0
     vy: float = 0.0
     gap: int = 0
@@ -79,11 +83,14 @@ class Track:
     def last(self) -> tuple[float, float]:
         return self.xs[-1], self.ys[-1]
 
-    def append(self, frame: int, x: float, y: float, detected: bool) -> None:
+    def append(
+        self, frame: int, x: float, y: float, detected: bool, area: float = math.nan
+    ) -> None:
         self.frames.append(frame)
         self.xs.append(x)
         self.ys.append(y)
         self.detected.append(detected)
+        self.areas.append(area)
         k = min(len(self.frames), 6)
         if k >= 2:
             dt = self.frames[-1] - self.frames[-k]
@@ -95,7 +102,7 @@ class Track:
         n = len(self.detected)
         while n and not self.detected[n - 1]:
             n -= 1
-        del self.frames[n:], self.xs[n:], self.ys[n:], self.detected[n:]
+        del self.frames[n:], self.xs[n:], self.ys[n:], self.detected[n:], self.areas[n:]
         del self.payload[n:]
 
 
@@ -247,7 +254,13 @@ class Linker:
         return match
 
     # -- one frame ----------------------------------------------------------------------
-    def step(self, t: int, frame: np.ndarray | None, xy: np.ndarray) -> list[Track]:
+    def step(
+        self,
+        t: int,
+        frame: np.ndarray | None,
+        xy: np.ndarray,
+        areas: np.ndarray | None = None,
+    ) -> list[Track]:
         """Link frame ``t``.
 
         Parameters
@@ -258,6 +271,8 @@ class Linker:
             Raw frame (None only with ``refine=False``).
         xy : (n, 2) float ndarray
             Detections (x, y) of frame ``t``, pixels.
+        areas : (n,) float ndarray, optional
+            Area of each detection, pixels (kept per track frame: see :attr:`Track.areas`).
 
         Returns
         -------
@@ -267,6 +282,7 @@ class Linker:
         """
         cfg = self.cfg
         xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        area = np.full(len(xy), math.nan) if areas is None else np.asarray(areas, dtype=np.float64)
         match = self._assign(t, xy)
         refine = cfg.refine and frame is not None and self.prev_frame is not None
         w = cfg.centroid_weight
@@ -306,7 +322,7 @@ class Linker:
                     ended.append(tr)
                     continue
                 x, y = (shift[0], shift[1]) if shift is not None else (px, py)
-            tr.append(t, float(x), float(y), bool(j >= 0))
+            tr.append(t, float(x), float(y), bool(j >= 0), float(area[j]) if j >= 0 else math.nan)
             still.append(tr)
             own.append(int(j))
         # New tentative tracks from the detections nobody took.
@@ -320,7 +336,7 @@ class Linker:
             taken |= near < self.min_separation
         for j in np.flatnonzero(~taken):
             tr = Track()
-            tr.append(t, float(xy[j, 0]), float(xy[j, 1]), True)
+            tr.append(t, float(xy[j, 0]), float(xy[j, 1]), True, float(area[j]))
             still.append(tr)
             own.append(int(j))
         self.active = still
@@ -404,10 +420,43 @@ def track_frames(
     yield from link.finish()
 
 
-def track_row(tr: Track, edge: bool = False) -> dict:
-    """The TRACKS row of a finished track (plus ``n_detected``)."""
+def track_row(
+    tr: Track,
+    edge: bool = False,
+    *,
+    rows: int | None = None,
+    radius: float = math.nan,
+    cell_area: float = math.nan,
+) -> dict:
+    """The TRACKS row of a finished track (plus ``n_detected``).
+
+    Parameters
+    ----------
+    tr : Track
+    edge : bool
+        The track's crops reached past the frame border.
+    rows : int, optional
+        Frame height, pixels; with ``radius``, gives ``border_cut``.
+    radius : float
+        Cell radius, pixels: the cell is cut by the top or bottom border in a frame where its
+        centre is closer than this to it.
+    cell_area : float
+        The video's typical area of one cell's detection, pixels: ``size_ratio`` is the
+        track's median detected area over it (about 2 for two cells moving as one object).
+    """
     n = len(tr)
     span = max(tr.frames[-1] - tr.frames[0], 1)
+    ys = np.asarray(tr.ys)
+    border_cut = math.nan
+    if rows is not None and math.isfinite(radius):
+        border_cut = float(np.mean((ys < radius) | (ys > rows - 1 - radius)))
+    areas = np.asarray(tr.areas, dtype=np.float64)
+    areas = areas[np.isfinite(areas)]
+    size_ratio = (
+        float(np.median(areas)) / cell_area
+        if areas.size and math.isfinite(cell_area) and cell_area > 0
+        else math.nan
+    )
     return {
         "track_id": tr.track_id,
         "first_frame": tr.frames[0],
@@ -415,16 +464,18 @@ def track_row(tr: Track, edge: bool = False) -> dict:
         "n_frames": n,
         "x_start": tr.xs[0],
         "x_end": tr.xs[-1],
-        "y_mean": float(np.mean(tr.ys)),
+        "y_mean": float(np.mean(ys)),
         "speed": (tr.xs[-1] - tr.xs[0]) / span,
         "interference": bool(tr.interference),
         "edge": bool(edge),
+        "border_cut": border_cut,
+        "size_ratio": size_ratio,
         "n_detected": int(sum(tr.detected)),
     }
 
 
 def tracks_to_tables(
-    tracks: Iterable[Track], edges: Iterable[bool] | None = None
+    tracks: Iterable[Track], edges: Iterable[bool] | None = None, **row_args
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """POSITIONS and TRACKS tables of finished tracks.
 
@@ -433,6 +484,8 @@ def tracks_to_tables(
     tracks : iterable of Track
     edges : iterable of bool, optional
         The ``edge`` flag of each track (from the crops); False when None.
+    **row_args
+        ``rows``, ``radius``, ``cell_area`` of :func:`track_row`.
 
     Returns
     -------
@@ -443,7 +496,7 @@ def tracks_to_tables(
     """
     tracks = list(tracks)
     edges = [False] * len(tracks) if edges is None else list(edges)
-    rows = [track_row(tr, e) for tr, e in zip(tracks, edges, strict=True)]
+    rows = [track_row(tr, e, **row_args) for tr, e in zip(tracks, edges, strict=True)]
     pos = {
         "frame": np.concatenate([np.asarray(tr.frames, np.int64) for tr in tracks])
         if tracks

@@ -25,6 +25,7 @@ from rbcflow.pipeline import (
     analyze_batch,
     check_output_dir,
     claim_output,
+    geometry_rules,
     label_tracks,
     safe_folder_name,
     summarize,
@@ -86,7 +87,7 @@ def test_one_acquisition_outputs(acquisitions, tmp_path):
     assert row["stage1_model"] == "a" * 12
 
     tracks = pd.read_csv(folder / "tracks.csv")
-    head = list(schema.TRACKS) + ["p_reliable", "p_tank_treading", "label"]
+    head = list(schema.TRACKS) + ["p_reliable", "p_tank_treading", "label", "rule"]
     assert list(tracks.columns[: len(head)]) == head
     assert set(FEATURE_COLUMNS) <= set(tracks.columns)
     assert tracks.track_id.is_unique and len(tracks) == row["tracks"] > 5
@@ -230,6 +231,68 @@ def test_labels_and_summary():
     assert s["tank_treading_fraction"] == pytest.approx(1 / 3)
     empty = summarize(["unreliable"])
     assert np.isnan(empty["tank_treading_fraction"]) and np.isnan(empty["ci_low"])
+
+
+def test_geometry_rules_override_stage1():
+    """A cell cut by the field border, or two cells detected as one object, is unreliable
+    whatever stage 1 says; NaN (unknown) never rejects; None switches a rule off."""
+    cfg = ReportConfig()  # max_border_cut 0.5, max_size_ratio 1.5
+    p_rel = [0.99, 0.99, 0.99, 0.99, 0.99]
+    p_tt = [0.9, 0.9, 0.1, 0.9, 0.9]
+    cut = [0.0, 0.8, 0.0, np.nan, 0.5]
+    size = [1.0, 1.0, 2.1, np.nan, 1.5]
+    labels = label_tracks(p_rel, p_tt, cfg, border_cut=cut, size_ratio=size)
+    assert list(labels) == [
+        "tank-treading",
+        "unreliable",
+        "unreliable",
+        "tank-treading",
+        "tank-treading",
+    ]
+    assert list(geometry_rules(5, cfg, cut, size)) == ["", "cut by border", "two cells", "", ""]
+    off = ReportConfig(max_border_cut=None, max_size_ratio=None)
+    assert list(label_tracks(p_rel, p_tt, off, border_cut=cut, size_ratio=size)) == [
+        "tank-treading",
+        "tank-treading",
+        "flipping",
+        "tank-treading",
+        "tank-treading",
+    ]
+
+
+def test_geometry_rules_catch_partial_and_paired_cells(tmp_path):
+    """On a synthetic acquisition whose unreliable tracks are cells cut by the top or bottom
+    border and touching pairs, with a stand-in stage 1 that calls every long track reliable:
+    the front end's geometry makes the partial cells and most pairs unreliable, and never a
+    true single cell."""
+    from rbcflow.tracking import score_tracks
+
+    cfg = SynthConfig(
+        width=480,
+        height=320,
+        n_frames=600,
+        cells_in_view=10,
+        unreliable_fraction=0.5,
+        unreliable_kinds=("overlap", "partial"),
+        unreliable_weights=(0.5, 0.5),
+    )
+    write_acquisition(tmp_path / "geo.tif", cfg, rng=11)
+    analyze_acquisition(tmp_path / "geo.tif", tmp_path / "out", StandIn())
+    folder = tmp_path / "out" / "geo"
+    tracks = pd.read_csv(folder / "tracks.csv", keep_default_na=False)
+    truth = pd.read_csv(tmp_path / "geo.truth.csv")
+    kinds = pd.read_csv(tmp_path / "geo.tracks.csv").set_index("track_id")["kind"]
+    pairs = score_tracks(pd.read_csv(folder / "positions.csv"), truth)["pairs"]
+    tracks["kind"] = tracks.track_id.map(pairs).map(kinds)
+    by_kind = tracks.dropna(subset=["kind"]).groupby("kind")["rule"]
+    single = by_kind.get_group("tank-treading").tolist() + by_kind.get_group("flipping").tolist()
+    assert len(single) >= 10 and all(r == "" for r in single)
+    partial = by_kind.get_group("partial")
+    assert len(partial) >= 3 and (partial == "cut by border").mean() >= 0.9
+    overlap = by_kind.get_group("overlap")
+    assert len(overlap) >= 3 and (overlap == "two cells").mean() >= 0.6
+    flagged = tracks[tracks.rule != ""]
+    assert (flagged.label == "unreliable").all()
 
 
 @pytest.fixture(scope="module")

@@ -133,6 +133,29 @@ def test_tracks_to_tables_schema():
     assert len(empty_pos) == 0 and len(empty_tab) == 0
 
 
+def test_geometry_columns_border_cut_and_size_ratio():
+    """Exact per-track geometry: a cell riding the top border is cut in the frames where its
+    centre is within a radius of it; the size ratio is the median detected area over the
+    one-cell area (undetected frames ignored)."""
+    link = Linker(BG, TrackingConfig(refine=False))
+    done = []
+    for t in range(10):
+        xy = [(10.0 + 5 * t, 3.0 if t < 7 else 5.5), (12.0 + 5 * t, 80.0)]
+        areas = [100.0, 250.0 if t != 4 else 400.0]
+        if t == 6:  # the second cell is missed once: its NaN area must not count
+            xy, areas = xy[:1], areas[:1]
+        done += link.step(t, None, np.asarray(xy), np.asarray(areas))
+    done += link.finish()
+    _, table = tracks_to_tables(done, rows=100, radius=5.0, cell_area=125.0)
+    top, low = table.sort_values("y_mean").itertuples()
+    assert top.border_cut == pytest.approx(0.7)  # y = 3 < 5 in frames 0-6, then 5.5
+    assert top.size_ratio == pytest.approx(0.8)
+    assert low.border_cut == 0.0
+    assert low.size_ratio == pytest.approx(2.0)  # median of 250 x 8 and 400 x 1
+    _, unknown = tracks_to_tables(done)  # no geometry given: unknown, not zero
+    assert unknown.border_cut.isna().all() and unknown.size_ratio.isna().all()
+
+
 def test_score_tracks_exact():
     frames = np.arange(10)
     truth = pd.concat(
