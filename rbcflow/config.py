@@ -162,7 +162,7 @@ class ReportConfig:
     flipping_threshold: float = 0.5
     confidence: float = 0.95
     max_border_cut: float | None = 0.5
-    max_size_ratio: float | None = 1.5
+    max_size_ratio: float | None = 1.6
 
 
 def to_dict(cfg: Any) -> dict:

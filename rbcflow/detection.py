@@ -232,7 +232,8 @@ def refine_centroids(
     offset: float = 0.0,
     iterations: int = 2,
     edge_radius: float | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    return_mass: bool = False,
+):
     """Sub-pixel cell centres: centroids of the soft footprint in square windows.
 
     Cells cut by the frame border have a footprint whose centroid is pulled inwards; when
@@ -266,6 +267,9 @@ def refine_centroids(
         Refined positions (unchanged where not ok).
     ok : (n,) bool ndarray
         False where the window held no weight (or left the frame without ``edge_radius``).
+    mass : (n,) float64 ndarray
+        Only with ``return_mass``: the footprint's total weight in the final window, i.e. the
+        area of the object's clear contrast at full resolution, pixels (0 where not measured).
 
     Examples
     --------
@@ -278,8 +282,9 @@ def refine_centroids(
     xy = np.array(xy, dtype=np.float64).reshape(-1, 2)
     n = len(xy)
     ok = np.zeros(n, dtype=bool)
+    mass = np.zeros(n)
     if n == 0:
-        return xy, ok
+        return (xy, ok, mass) if return_mass else (xy, ok)
     offsets = np.arange(-half, half + 1, dtype=np.float64)
     todo = np.arange(n)
     c_prev = None
@@ -292,12 +297,13 @@ def refine_centroids(
             if todo.size == 0:
                 break
         c_prev = c
-        sub_xy, sub_ok = _refine_once(
+        sub_xy, sub_ok, sub_mass = _refine_once(
             frame, background, xy[todo], c[todo], half, noise, offset, edge_radius, offsets
         )
         xy[todo] = sub_xy
         ok[todo] = sub_ok
-    return xy, ok
+        mass[todo] = sub_mass
+    return (xy, ok, mass) if return_mass else (xy, ok)
 
 
 def _refine_once(
@@ -312,10 +318,11 @@ def _refine_once(
     offsets: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One pass of :func:`refine_centroids` with windows centred on the integer positions
-    ``c``; returns the new ``xy`` (a copy) and ``ok``."""
+    ``c``; returns the new ``xy`` (a copy), ``ok`` and the footprint masses."""
     xy = xy.copy()
     n = len(xy)
     ok = np.zeros(n, dtype=bool)
+    mass = np.zeros(n)
     rows, cols = frame.shape
     cut = np.stack(
         [
@@ -330,9 +337,10 @@ def _refine_once(
     idx = np.flatnonzero(use)
     ok[~use] = False
     if idx.size == 0:
-        return xy, ok
+        return xy, ok, mass
     w = footprint_weights(_windows(frame, background, c[idx], half, offset), noise)
     total = w.sum(axis=(1, 2), dtype=np.float64)
+    mass[idx] = total
     good = total > 0
     norm = np.maximum(total, 1e-12)
     fx = np.where(good, (w.sum(axis=1, dtype=np.float64) @ offsets) / norm, 0.0)
@@ -359,7 +367,7 @@ def _refine_once(
     xy[sel, 0] = c[sel, 0] + fx[good]
     xy[sel, 1] = c[sel, 1] + fy[good]
     ok[idx] = good
-    return xy, ok
+    return xy, ok, mass
 
 
 def footprint_radius(
@@ -404,6 +412,9 @@ class Coarse:
     extent : (n,) int64, larger side of each component's bounding box, pixels.
     offset : float, mean of the downsampled ``frame - background`` (illumination drift).
     mean : float, mean raw intensity of the frame.
+    mass : (n,) float64 or None, full-resolution footprint area of each detection (the total
+        soft-footprint weight of :func:`refine_centroids`), pixels; set by
+        :meth:`FrameDetector.refine`.
     """
 
     xy: np.ndarray
@@ -412,6 +423,7 @@ class Coarse:
     extent: np.ndarray
     offset: float
     mean: float
+    mass: np.ndarray | None = None  # set by FrameDetector.refine: footprint areas, pixels
 
 
 class FrameDetector:
@@ -464,6 +476,7 @@ class FrameDetector:
         self.noise = float(noise)
         self.centroid_half = int(centroid_half)
         self.last_offset = 0.0
+        self.last_mass: np.ndarray | None = None
         self.edge_radius: float | None = None
 
     @classmethod
@@ -553,32 +566,36 @@ class FrameDetector:
         """
         xy = coarse.xy.copy()
         if not self.cfg.refine_centroid or len(xy) == 0:
+            coarse.mass = coarse.area.astype(np.float64)
             return xy
+        mass = np.zeros(len(xy))
         half = self.centroid_half
         # Objects larger than one cell (two cells touching) get a window that holds them
         # whole, or their centre would be pulled towards whichever part it holds.
         big = coarse.extent > 2 * (half + 2)
-        one = np.flatnonzero(~big)
-        xy[one], _ = refine_centroids(
-            frame,
-            self.background,
-            xy[one],
-            half,
-            self.noise,
-            coarse.offset,
-            edge_radius=self.edge_radius,
-        )
-        for j in np.flatnonzero(big):
-            wide = min(int(math.ceil(coarse.extent[j] / 2)) + 1, 3 * half)
-            xy[j : j + 1], _ = refine_centroids(
-                frame,
-                self.background,
-                xy[j : j + 1],
-                wide,
-                self.noise,
-                coarse.offset,
-                edge_radius=self.edge_radius,
-            )
+        for sel, h in (
+            (np.flatnonzero(~big), half),
+            # One window for all of this frame's large objects (the largest one's): one call
+            # instead of one per object.
+            (
+                np.flatnonzero(big),
+                min(int(math.ceil(coarse.extent[big].max() / 2)) + 1, 3 * half)
+                if big.any()
+                else half,
+            ),
+        ):
+            if sel.size:
+                xy[sel], _, mass[sel] = refine_centroids(
+                    frame,
+                    self.background,
+                    xy[sel],
+                    h,
+                    self.noise,
+                    coarse.offset,
+                    edge_radius=self.edge_radius,
+                    return_mass=True,
+                )
+        coarse.mass = mass
         return xy
 
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -599,7 +616,9 @@ class FrameDetector:
         """
         c = self.coarse(frame)
         self.last_offset = c.offset
-        return self.refine(frame, c), c.area, c.score
+        xy = self.refine(frame, c)
+        self.last_mass = c.mass
+        return xy, c.area, c.score
 
 
 def detect_frame(

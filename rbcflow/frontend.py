@@ -109,7 +109,10 @@ def one_cell_area(areas: Iterable[float]) -> float:
 
     The median of all detections, then the median of those between half and 1.4 times it:
     pairs of touching cells (about twice the area) then barely move the answer as long as
-    they are a minority of the objects (up to ~30 %).
+    they are a minority of the objects. Where pairs are a large share of all objects (a too
+    dense sample) the reference rises and fewer pairs reach the rule's threshold; where
+    out-of-focus cells dominate, the reference is theirs. Both err on the side of keeping
+    tracks, never of rejecting single cells.
 
     Examples
     --------
@@ -255,11 +258,13 @@ def run_frontend(
 
     detector = FrameDetector.calibrate(background, samples, cfg.detection)
     pick = samples[np.unique(np.linspace(0, len(samples) - 1, 12).astype(int))]
-    calls = [detector(f) for f in pick]
-    found = [xy for xy, _, _ in calls]
-    # The one-cell reference against which a track's detected area says whether it is two
+    found, masses = [], []
+    for f in pick:
+        found.append(detector(f)[0])
+        masses.append(detector.last_mass)
+    # The one-cell reference against which a track's footprint area says whether it is two
     # cells moving as one object (see one_cell_area).
-    cell_area = one_cell_area(np.concatenate([a for _, a, _ in calls]) if calls else [])
+    cell_area = one_cell_area(np.concatenate(masses) if masses else [])
     diameter = estimate_diameter(pick, background, found, max(detector.noise, 0.5))
     size_for_windows = diameter if math.isfinite(diameter) else cfg.crops.target_diameter
     if not math.isfinite(diameter):
@@ -344,7 +349,7 @@ def run_frontend(
             xy = detector.refine(frame, coarse)
             n_detections.append(len(xy))
             s2 = time.perf_counter()
-            finished = linker.step(t, frame, xy, coarse.area)
+            finished = linker.step(t, frame, xy, coarse.mass)
             s3 = time.perf_counter()
             for tr in linker.active:
                 if tr.frames[-1] == t:
