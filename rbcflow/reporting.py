@@ -196,13 +196,52 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     return write_text_atomic(path, text + "\n")
 
 
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+"""A text cell starting with one of these is run as a formula by spreadsheet programs."""
+
+
+def neutralise_formula(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula, made inert by a leading ``'``.
+
+    File names reach the report (``acquisition``, ``source``, ``message``): a file called
+    ``=HYPERLINK(...).avi`` must not become a live formula when a technician opens report.csv
+    in Excel (OWASP "CSV injection"). Numbers are never text cells here, so negative values
+    are untouched; :func:`restore_formula` undoes it when rbcflow reads the file back.
+
+    Examples
+    --------
+    >>> neutralise_formula("=1+1"), neutralise_formula("run 3"), neutralise_formula(-0.5)
+    ("'=1+1", 'run 3', -0.5)
+    """
+    # A cell already starting with quotes before a trigger gets one more, so that reading
+    # back (which removes exactly one) returns it unchanged.
+    if isinstance(value, str) and value.lstrip("'").startswith(FORMULA_TRIGGERS):
+        return "'" + value
+    return value
+
+
+def restore_formula(value: Any) -> Any:
+    """The inverse of :func:`neutralise_formula`."""
+    if not isinstance(value, str) or value[:1] != "'":
+        return value
+    if value.lstrip("'").startswith(FORMULA_TRIGGERS):
+        return value[1:]
+    return value
+
+
 def write_csv_atomic(path: str | os.PathLike, df: pd.DataFrame) -> Path:
     """Write a table as CSV atomically; returns the path.
 
     No index, empty cells for missing values, RFC 4180 CRLF line ends (so that Python's csv
     writer quotes any field holding a line break: file names may), UTF-8 with BOM (see
-    :data:`CSV_ENCODING`).
+    :data:`CSV_ENCODING`); text cells that a spreadsheet would run as formulas are made inert
+    (:func:`neutralise_formula`).
     """
+    text = [c for c in df.columns if df[c].dtype == object]
+    if text:
+        df = df.copy()
+        for c in text:
+            df[c] = df[c].map(neutralise_formula)
     with atomic_output(path, "w", encoding=CSV_ENCODING, newline="") as fh:
         df.to_csv(fh, index=False, lineterminator="\r\n")
     return Path(path)
@@ -243,6 +282,9 @@ def read_report(path: str | os.PathLike) -> pd.DataFrame | None:
         return None
     if "source" not in df.columns or "status" not in df.columns:
         return None
+    for c in text_cols:
+        if c in df.columns:
+            df[c] = df[c].map(restore_formula)
     return report_table(df.to_dict("records"))
 
 

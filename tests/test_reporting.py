@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import html
 import math
 import os
@@ -189,6 +190,21 @@ def test_any_name_round_trips_through_csv(tmp_path, name, message):
     # an empty cell is read back as missing
     assert (back.loc[0, "acquisition"] or "") == name
     assert (back.loc[0, "message"] or "") == message
+
+
+@pytest.mark.parametrize("name", ['=HYPERLINK("http://x","y")', "+1", "-2", "@SUM(A1)", "'=quoted"])
+def test_formula_like_names_are_inert_in_the_csv_and_round_trip(tmp_path, name):
+    """A file name a spreadsheet would run as a formula is written with a leading quote (OWASP
+    CSV injection), and rbcflow reads the report back unchanged."""
+    df = report_table([ok_row(f"{name}.avi", acquisition=name, message=name)])
+    path = write_csv_atomic(tmp_path / "r.csv", df)
+    cells = next(csv.DictReader(path.read_text(encoding="utf-8-sig").splitlines()))
+    for col in ("acquisition", "source", "message"):
+        assert cells[col].startswith("'") and cells[col].lstrip("'")[0] in "=+-@"
+    back = read_report(path)
+    assert back.loc[0, "acquisition"] == name and back.loc[0, "message"] == name
+    assert back.loc[0, "source"] == f"{name}.avi"
+    assert back.loc[0, "tank_treading_fraction"] == df.loc[0, "tank_treading_fraction"]
 
 
 # -- HTML -------------------------------------------------------------------------------------
