@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from rbcflow.config import BackgroundConfig
+from rbcflow.errors import VideoReadError
 from rbcflow.io.base import VideoReader
 
 
@@ -198,7 +199,11 @@ def read_samples(
             if i >= last:
                 break
         else:
-            raise IndexError(f"the video ended before frame {last}")
+            raise VideoReadError(
+                f"the frames stop before frame {last} of {len(reader)} (damaged or truncated; "
+                f"see the warnings: {'; '.join(reader.warnings[-2:]) or 'none'})",
+                reader.source,
+            )
     finally:
         it.close()
     return stack

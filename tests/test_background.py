@@ -95,3 +95,21 @@ def test_samples_taken_sequentially_when_seeking_is_dear():
     assert sum(calls) == 10
     fast = read_samples(ArrayReader(frames), idx)
     np.testing.assert_array_equal(slow, fast)
+
+
+class _StopsEarlyReader(_SlowSeekReader):
+    """As _SlowSeekReader, but its frames stop at frame 30 (a damaged frame) with a warning."""
+
+    def __iter__(self):
+        for i in range(30):
+            yield self._get(i)
+        self.warnings.append("frame 30 cannot be decoded; stopped there")
+
+
+def test_sequential_samples_of_a_video_that_stops_early_fail_clearly():
+    from rbcflow.background import read_samples
+    from rbcflow.errors import VideoReadError
+
+    reader = _StopsEarlyReader([np.full((4, 5), i, np.uint8) for i in range(60)])
+    with pytest.raises(VideoReadError, match="stop before frame 59 of 60.*frame 30 cannot"):
+        read_samples(reader, sample_indices(60, 10))

@@ -486,9 +486,11 @@ def _mjpg_file(tmp_path: Path, n: int = 10) -> tuple[Path, list[np.ndarray]]:
     return p, frames
 
 
-def test_mjpeg_damaged_frame_midway(tmp_path):
-    """A frame chunk that is not a JPEG any more: iteration stops before it with a warning,
-    random access to it is a one-line error naming the frame; the frames before are intact."""
+def test_mjpeg_damaged_frame_midway(tmp_path, monkeypatch):
+    """A frame chunk whose JPEG header is destroyed: imdecode refuses it, FFmpeg's MJPEG error
+    concealment decodes it (as files were read before the native reader), a warning names
+    it, and the frames around it are intact. If FFmpeg fails too, iteration stops before it
+    and random access is a one-line error naming the frame."""
     p, frames = _mjpg_file(tmp_path)
     lay = read_avi_layout(p)
     data = bytearray(p.read_bytes())
@@ -498,9 +500,16 @@ def test_mjpeg_damaged_frame_midway(tmp_path):
     with open_video(p) as video:
         assert isinstance(video, MjpegAviReader) and len(video) == 10
         got = list(video)
+        assert len(got) == 10 and all(f.shape == (H, W) for f in got)
+        assert any("1 damaged frame(s) (6)" in w for w in video.warnings), video.warnings
+        for i in (bad - 1, bad + 1):
+            assert np.abs(got[i].astype(float) - frames[i]).mean() < 2
+        assert video[bad].shape == (H, W)
+    monkeypatch.setattr(MjpegAviReader, "_conceal", lambda self, i, caps: None)
+    with open_video(p) as video:
+        got = list(video)
         assert len(got) == bad
-        assert any(f"frame {bad} cannot be decoded" in w for w in video.warnings)
-        assert np.abs(got[-1].astype(float) - frames[bad - 1]).mean() < 2
+        assert any(f"frame {bad} cannot be decoded; stopped there" in w for w in video.warnings)
         with pytest.raises(VideoReadError, match=f"frame {bad} cannot be decoded") as exc:
             video[bad]
         _one_line_error(exc, p)
@@ -521,7 +530,9 @@ def test_mjpeg_absurd_size_in_jpeg_header_is_refused(tmp_path):
     data[at : at + 4] = b"\xff\xf0\xff\xf0"  # 65520 x 65520
     p.write_bytes(bytes(data))
     with open_video(p) as video:
+        # refused by our decoder, and by FFmpeg's fallback (it checks the size too)
         assert len(list(video)) == 2
+        assert any("frame 2 cannot be decoded; stopped there" in w for w in video.warnings)
         with pytest.raises(VideoReadError, match="frame 2 cannot be decoded"):
             video[2]
 

@@ -515,17 +515,19 @@ class MjpegAviReader(VideoReader):
                 self.source,
             )
         self._fh: BinaryIO | None = open(self.source, "rb")  # noqa: SIM115 - closed in close()
+        self._caps: list = []  # FFmpeg capture for damaged frames, opened when first needed
+        self._concealed: set[int] = set()
         first_size = jpeg_size(self._chunk(self._fh, 0))
         if first_size is None or first_size[0] * first_size[1] > _MAX_PIXELS:
             self.close()
             raise VideoReadError("first frame is not a JPEG image", self.source)
         self.shape = first_size
         self.dtype = np.dtype(np.uint8)
-        try:
-            self.get_frame(0)
-        except VideoReadError:
+        # The first frame must decode here (not through FFmpeg's concealment): a JPEG flavour
+        # imdecode does not read at all is better read by AviReader throughout.
+        if self._decode(0, self._chunk(self._fh, 0)) is None:
             self.close()
-            raise
+            raise VideoReadError("first frame is not a JPEG this decoder reads", self.source)
         if lay.truncated or (lay.claimed_frames and lay.claimed_frames > self._n):
             self.warnings.append(
                 f"file truncated: {self._n} complete frames read"
@@ -557,28 +559,71 @@ class MjpegAviReader(VideoReader):
             return None
         return frame
 
+    def _conceal(self, i: int, caps: list) -> np.ndarray | None:
+        """Frame ``i`` decoded by FFmpeg instead (``caps`` holds a lazily opened capture), for
+        chunks ``imdecode`` refuses: FFmpeg's MJPEG decoder conceals damaged blocks, which is
+        how such files were read before this reader existed. None if FFmpeg fails too."""
+        cv2 = self._cv2
+        try:
+            with _quiet_opencv(cv2):
+                if not caps:
+                    caps.append(cv2.VideoCapture(str(self.source), cv2.CAP_FFMPEG))
+                cap = caps[0]
+                if not cap.isOpened() or not cap.set(cv2.CAP_PROP_POS_FRAMES, i):
+                    return None
+                ok, bgr = cap.read()
+        except cv2.error:
+            return None
+        if not ok or bgr is None or bgr.shape[:2] != self.shape:
+            return None
+        frame = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if bgr.ndim == 3 else bgr
+        self._concealed.add(i)
+        return np.ascontiguousarray(frame, dtype=np.uint8)
+
+    def _note_concealed(self) -> None:
+        if self._concealed:
+            done = sorted(self._concealed)
+            shown = ", ".join(str(k) for k in done[:5]) + (", ..." if len(done) > 5 else "")
+            msg = f"{len(done)} damaged frame(s) ({shown}) decoded with FFmpeg's error concealment"
+            self.warnings[:] = [w for w in self.warnings if "error concealment" not in w]
+            self.warnings.append(msg)
+
     def get_frame(self, i: int) -> np.ndarray:
         if self._fh is None:
             raise VideoReadError("reader is closed", self.source)
         frame = self._decode(i, self._chunk(self._fh, i))
         if frame is None:
+            frame = self._conceal(i, self._caps)
+            self._note_concealed()
+        if frame is None:
             raise VideoReadError(f"frame {i} cannot be decoded (damaged JPEG)", self.source)
         return frame
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        # Own file handle: iterating does not disturb get_frame (and vice versa).
-        with open(self.source, "rb") as fh:
-            for i in range(self._n):
-                frame = self._decode(i, self._chunk(fh, i))
-                if frame is None:
-                    self.warnings.append(f"frame {i} cannot be decoded; stopped there")
-                    return
-                yield frame
+        # Own file handle and fallback capture: iterating does not disturb get_frame.
+        caps: list = []
+        try:
+            with open(self.source, "rb") as fh:
+                for i in range(self._n):
+                    frame = self._decode(i, self._chunk(fh, i))
+                    if frame is None:
+                        frame = self._conceal(i, caps)
+                        self._note_concealed()
+                    if frame is None:
+                        self.warnings.append(f"frame {i} cannot be decoded; stopped there")
+                        return
+                    yield frame
+        finally:
+            for cap in caps:
+                cap.release()
 
     def close(self) -> None:
         if getattr(self, "_fh", None) is not None:
             self._fh.close()
             self._fh = None
+        for cap in getattr(self, "_caps", []):
+            cap.release()
+        self._caps = []
 
     def __del__(self) -> None:
         self.close()
