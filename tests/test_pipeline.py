@@ -114,6 +114,9 @@ def test_one_acquisition_outputs(acquisitions, tmp_path):
     assert record["models"]["stage1"]["checksum"] == "a" * 64
     page = (folder / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 4 + 3
+    n_cut = int((tracks["rule"] == "cut by border").sum())
+    n_pair = int((tracks["rule"] == "two cells").sum())
+    assert f"{n_cut} cut by the border, {n_pair} two cells as one" in page
 
 
 def test_threaded_and_inline_classification_agree(acquisitions, tmp_path):
