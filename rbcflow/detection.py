@@ -211,8 +211,8 @@ def _far_edge(profile: np.ndarray, from_end: bool) -> float:
 def _edges(w: np.ndarray, cx: float, cy: float, half: int) -> tuple[float, ...]:
     """Footprint edges (left, right, top, bottom) of one weight window, as offsets from the
     window centre, from the profiles through a 5-pixel band around (cx, cy) (offsets)."""
-    ix = int(np.clip(round(cx), -half + 2, half - 2)) + half
-    iy = int(np.clip(round(cy), -half + 2, half - 2)) + half
+    ix = min(max(round(cx), -half + 2), half - 2) + half
+    iy = min(max(round(cy), -half + 2), half - 2) + half
     along_x = w[iy - 2 : iy + 3].mean(axis=0)
     along_y = w[:, ix - 2 : ix + 3].mean(axis=1)
     return (
@@ -357,6 +357,8 @@ def _refine_once(
         right = cut[j, 1] and w[k][:, bx1].max() >= 0.5
         top = cut[j, 2] and w[k][by0, :].max() >= 0.5
         bottom = cut[j, 3] and w[k][by1, :].max() >= 0.5
+        if left == right and top == bottom:
+            continue  # the window reaches past the border, the cell does not: nothing to do
         el, er, et, eb = _edges(w[k], fx[k], fy[k], half)
         if left != right:
             fx[k] = er - edge_radius if left else el + edge_radius

@@ -219,9 +219,10 @@ class Classifier:
 
         Examples
         --------
-        >>> clf = load_classifier()                                    # doctest: +SKIP
-        >>> clf.predict([crops]).label[0]                              # doctest: +SKIP
-        'tank-treading'
+        >>> crops = np.full((12, 31, 31), 125, np.uint8)  # 12 frames of empty chamber
+        >>> out = load_classifier().predict([crops])
+        >>> list(out.columns), len(out), bool(out.p_reliable.between(0, 1).all())
+        (['p_reliable', 'p_tank_treading', 'label'], 1, True)
         """
         p_rel, p_tt = self.predict_proba(sequences, batch_size=batch_size, progress=progress)
         return pd.DataFrame(
