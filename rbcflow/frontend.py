@@ -86,7 +86,8 @@ class FrontEndResult:
     noise : float
         Camera noise (robust std of frame - background), intensity units.
     cell_area : float
-        Median area of the detections in the calibration frames (one cell, typically), pixels.
+        Footprint area of one cell (:func:`one_cell_area` of the calibration frames'
+        detections), pixels: the reference of the tracks' ``size_ratio``.
     """
 
     positions: pd.DataFrame
@@ -105,7 +106,7 @@ class FrontEndResult:
 
 
 def one_cell_area(areas: Iterable[float]) -> float:
-    """Typical area of one cell's detection, from the detections of sample frames.
+    """Typical footprint area of one cell, from the detections of sample frames.
 
     The median of all detections, then the median of those between half and 1.4 times it:
     pairs of touching cells (about twice the area) then barely move the answer as long as
