@@ -382,3 +382,25 @@ def test_shipped_sample_truth_matches_its_generator():
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 600
     assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (640, 480)
     cap.release()
+
+
+def test_synth_cli_noise_correlation(tmp_path):
+    """--noise-corr 0 draws independent pixel noise; the default correlates neighbours as the
+    real crops' noise is (frame differences remove cells, background and debris)."""
+    from click.testing import CliRunner
+
+    from rbcflow.cli.main import main
+
+    def neighbour_corr(path):
+        with tifffile.TiffFile(path) as tif:
+            a, b = (tif.pages[i].asarray().astype(float) for i in (0, 1))
+        d = a - b
+        return float(np.corrcoef(d[:, :-1].ravel(), d[:, 1:].ravel())[0, 1])
+
+    runner = CliRunner()
+    args = ["--frames", "2", "--size", "96x64", "--cells", "0", "--noise", "4", "-q"]
+    for name, extra in (("white.tif", ["--noise-corr", "0"]), ("corr.tif", [])):
+        res = runner.invoke(main, ["synth", str(tmp_path / name), *args, *extra])
+        assert res.exit_code == 0, res.output
+    assert abs(neighbour_corr(tmp_path / "white.tif")) < 0.1
+    assert neighbour_corr(tmp_path / "corr.tif") > 0.6

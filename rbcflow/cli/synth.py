@@ -85,6 +85,14 @@ def _parse_size(ctx: click.Context, param: click.Parameter, value: str | None):
     help="Camera noise standard deviation, grey levels.",
 )
 @click.option(
+    "--noise-corr",
+    type=click.FloatRange(min=0),
+    default=_DEFAULTS["noise_corr"],
+    show_default=True,
+    help="Spatial correlation of the camera noise: sigma of its Gaussian blur, pixels "
+    "(0: independent pixels; the real crops' noise is correlated like 1).",
+)
+@click.option(
     "--bit-depth",
     type=click.Choice(["8", "16"]),
     default="8",
@@ -116,6 +124,7 @@ def synth(
     tt_fraction: float,
     unreliable_fraction: float,
     noise: float,
+    noise_corr: float,
     bit_depth: str,
     seed: int,
     codec: str | None,
@@ -151,6 +160,7 @@ def synth(
             tt_fraction=tt_fraction,
             unreliable_fraction=unreliable_fraction,
             noise_std=noise,
+            noise_corr=noise_corr,
             bit_depth=int(bit_depth),
             **kwargs,
         )
