@@ -133,6 +133,8 @@ class FrontEndConfig:
     """All front-end parameters (video -> tracked 31x31 sequences).
 
     queue_frames : frames decoded ahead by the reading thread (bounded, for memory).
+    batch_frames : frames whose detections are refined together (fewer, larger numpy calls;
+        the frames of a batch are held at once).
     """
 
     reader: ReaderConfig = field(default_factory=ReaderConfig)
@@ -141,6 +143,7 @@ class FrontEndConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     crops: CropConfig = field(default_factory=CropConfig)
     queue_frames: int = 8
+    batch_frames: int = 16
 
 
 @dataclass(frozen=True)

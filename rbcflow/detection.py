@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from rbcflow.config import DetectionConfig
+from rbcflow.kernels import footprint_centroids
 from rbcflow.schema import DETECTIONS, validate
 
 ROBUST_SIGMA = 1.4826
@@ -94,7 +95,21 @@ def effective_window(window: int, downsample: int) -> int:
 
 def downsample_image(image: np.ndarray, factor: int) -> np.ndarray:
     """Mean over ``factor x factor`` blocks (trailing rows/cols that do not fill a block are
-    dropped); float32 out."""
+    dropped); float32 out.
+
+    A power-of-two factor is done as successive halvings (:func:`cv2.resize` with bilinear
+    interpolation at exactly half the size averages each 2x2 block): about twice as fast as one
+    area resampling of the whole factor on 8-bit frames. Float input is averaged exactly; 8-bit
+    input is rounded at each halving (a constant bias of about +0.25 intensity units and a
+    rounding noise of 0.3 units rms for factor 4, the same as a one-step 8-bit area resampling):
+    the local variance ignores the bias, and the frame's offset is not taken from here.
+
+    Examples
+    --------
+    >>> img = np.arange(64, dtype=np.float32).reshape(8, 8)
+    >>> downsample_image(img, 4).tolist()
+    [[13.5, 17.5], [45.5, 49.5]]
+    """
     image = np.asarray(image)
     if factor == 1:
         return image.astype(np.float32)
@@ -102,7 +117,15 @@ def downsample_image(image: np.ndarray, factor: int) -> np.ndarray:
     cut = image[: rows * factor, : cols * factor]
     if cut.dtype not in (np.uint8, np.uint16, np.float32):
         cut = cut.astype(np.float32)
-    small = cv2.resize(cut, (cols, rows), interpolation=cv2.INTER_AREA)
+    if factor & (factor - 1) == 0:
+        small = cut
+        while factor > 1:
+            factor //= 2
+            small = cv2.resize(
+                small, (cols * factor, rows * factor), interpolation=cv2.INTER_LINEAR
+            )
+    else:
+        small = cv2.resize(cut, (cols, rows), interpolation=cv2.INTER_AREA)
     return small.astype(np.float32, copy=False)
 
 
@@ -131,68 +154,56 @@ def robust_noise(frame: np.ndarray, background: np.ndarray, step: int = 3) -> fl
     return clipped_std(np.asarray(frame[::step], dtype=np.float32) - background[::step])
 
 
-def _binomial_blur(stack: np.ndarray) -> np.ndarray:
-    """[1, 2, 1] x [1, 2, 1] / 16 smoothing of the last two axes, valid part only
-    (each side loses one pixel)."""
-    a = stack[..., :-2, :] + 2.0 * stack[..., 1:-1, :] + stack[..., 2:, :]
-    return (a[..., :-2] + 2.0 * a[..., 1:-1] + a[..., 2:]) * np.float32(1.0 / 16.0)
+def footprints(
+    frames,
+    background: np.ndarray,
+    c: np.ndarray,
+    half: int,
+    noise: float,
+    offset,
+    which: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Soft footprints of the cells in ``(2 * half + 1)`` square windows centred on the
+    integer positions ``c`` (n, 2): :func:`rbcflow.kernels.footprint_centroids`, one compiled
+    call per frame.
 
-
-BLUR_NOISE = 0.375
-"""Noise std after :func:`_binomial_blur`, relative to before (sqrt(6)/4 per axis)."""
-
-
-def footprint_weights(diff: np.ndarray, noise: float) -> np.ndarray:
-    """Soft footprint of cells in background-subtracted patches.
-
-    ``|blur(diff)|`` mapped linearly from 0 at 2 blurred-noise sigmas to 1 at 6: pixels clearly
-    on the cell all weigh 1 whatever their contrast, so the centroid is the geometric centre of
-    the footprint, not pulled towards the darker side of an unevenly lit rim; the ramp keeps it
-    sub-pixel at the edge.
-
-    Parameters
-    ----------
-    diff : (..., h + 2, w + 2) float32 ndarray
-        Background-subtracted patches (with one pixel of margin on each side for the blur).
-    noise : float
-        Camera noise (std of ``diff`` where there is no cell), intensity units.
+    ``frames`` is one frame, or several with ``which`` (n,) saying which one each window is
+    in (sorted); ``offset`` the illumination offset, a number or one per window.
 
     Returns
     -------
-    (..., h, w) float32 ndarray
-        Weights in [0, 1].
+    weights : (n, 2 * half + 1, 2 * half + 1) float32 ndarray
+        In [0, 1]: 0 off the cell (below 2 blurred-noise sigmas), 1 clearly on it.
+    result : (n, 3) float64 ndarray
+        Centroid offset from the window centre (dx, dy) and total weight (footprint area),
+        pixels.
     """
-    sb = max(float(noise), 0.5) * BLUR_NOISE
-    w = np.abs(_binomial_blur(diff))
-    w -= np.float32(2.0 * sb)
-    w *= np.float32(1.0 / (4.0 * sb))
-    return np.clip(w, 0.0, 1.0, out=w)
-
-
-def _windows(
-    frame: np.ndarray, background: np.ndarray, c: np.ndarray, half: int, offset: float
-) -> np.ndarray:
-    """``frame - background - offset`` in ``(2 * half + 3)`` square windows centred on the
-    integer positions ``c`` (n, 2); 0 outside the frame. (n, p, p) float32.
-
-    One gather for all windows (a fixed number of numpy calls per frame, whatever the number
-    of cells: the per-call overhead, not the arithmetic, is what costs here).
-    """
-    rows, cols = frame.shape
-    span = np.arange(-half - 1, half + 2)
-    r = c[:, 1, None] + span  # (n, p)
-    q = c[:, 0, None] + span
-    r_in = (r >= 0) & (r < rows)
-    q_in = (q >= 0) & (q < cols)
-    ri = np.clip(r, 0, rows - 1)[:, :, None]
-    qi = np.clip(q, 0, cols - 1)[:, None, :]
-    stack = frame[ri, qi].astype(np.float32)
-    stack -= background[ri, qi]
-    if offset:
-        stack -= np.float32(offset)
-    if not (r_in.all() and q_in.all()):
-        stack *= r_in[:, :, None] & q_in[:, None, :]
-    return stack
+    c = np.ascontiguousarray(c, dtype=np.int64)
+    n = len(c)
+    p = 2 * half + 1
+    weights = np.empty((n, p, p), np.float32)
+    result = np.empty((n, 3))
+    offset = np.ascontiguousarray(np.broadcast_to(np.asarray(offset, np.float64), (n,)))
+    if which is None:
+        runs = [(frames, 0, n)]
+    else:
+        bounds = np.flatnonzero(np.diff(which)) + 1
+        runs = [
+            (frames[which[lo]], lo, hi)
+            for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, n], strict=True)
+        ]
+    for frame, lo, hi in runs:
+        footprint_centroids(
+            np.asarray(frame),
+            background,
+            c[lo:hi],
+            int(half),
+            float(noise),
+            offset[lo:hi],
+            weights[lo:hi],
+            result[lo:hi],
+        )
+    return weights, result
 
 
 def _far_edge(profile: np.ndarray, from_end: bool) -> float:
@@ -233,6 +244,7 @@ def refine_centroids(
     iterations: int = 2,
     edge_radius: float | None = None,
     return_mass: bool = False,
+    which: np.ndarray | None = None,
 ):
     """Sub-pixel cell centres: centroids of the soft footprint in square windows.
 
@@ -242,8 +254,8 @@ def refine_centroids(
 
     Parameters
     ----------
-    frame : (rows, cols) ndarray
-        Raw frame.
+    frame : (rows, cols) ndarray, or a sequence of them with ``which``
+        Raw frame(s).
     background : (rows, cols) float32 ndarray
     xy : (n, 2) float ndarray
         Starting positions (x, y), pixels.
@@ -251,15 +263,18 @@ def refine_centroids(
         Half side of the window, pixels (the window is ``2 * half + 1`` square: a cell radius
         plus a few pixels).
     noise : float
-        Camera noise, intensity units (see :func:`footprint_weights`).
-    offset : float
-        Global offset of ``frame - background`` in this frame (illumination drift), removed
-        before weighting.
+        Camera noise, intensity units (see :func:`footprints`).
+    offset : float or (n,) ndarray
+        Global offset of ``frame - background`` in the frame (illumination drift), removed
+        before weighting; one per position when they come from several frames.
     iterations : int
         The window is re-centred on the new centroid this many times.
     edge_radius : float, optional
         Distance from a cell's centre to its footprint's edge (see :func:`footprint_radius`),
         pixels; None leaves cells cut by the border where they were (``ok`` False).
+    which : (n,) int ndarray, optional
+        With several frames: the frame of each position, sorted (the objects of many frames
+        are refined together, one set of numpy calls for them all).
 
     Returns
     -------
@@ -285,7 +300,7 @@ def refine_centroids(
     mass = np.zeros(n)
     if n == 0:
         return (xy, ok, mass) if return_mass else (xy, ok)
-    offsets = np.arange(-half, half + 1, dtype=np.float64)
+    offset_each = np.broadcast_to(np.asarray(offset, dtype=np.float64), (n,))
     todo = np.arange(n)
     c_prev = None
     for _ in range(iterations):
@@ -298,7 +313,15 @@ def refine_centroids(
                 break
         c_prev = c
         sub_xy, sub_ok, sub_mass = _refine_once(
-            frame, background, xy[todo], c[todo], half, noise, offset, edge_radius, offsets
+            frame,
+            background,
+            xy[todo],
+            c[todo],
+            half,
+            noise,
+            offset_each[todo],
+            edge_radius,
+            None if which is None else which[todo],
         )
         xy[todo] = sub_xy
         ok[todo] = sub_ok
@@ -313,17 +336,17 @@ def _refine_once(
     c: np.ndarray,
     half: int,
     noise: float,
-    offset: float,
+    offset: np.ndarray,
     edge_radius: float | None,
-    offsets: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
+    which: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One pass of :func:`refine_centroids` with windows centred on the integer positions
     ``c``; returns the new ``xy`` (a copy), ``ok`` and the footprint masses."""
     xy = xy.copy()
     n = len(xy)
     ok = np.zeros(n, dtype=bool)
     mass = np.zeros(n)
-    rows, cols = frame.shape
+    rows, cols = background.shape
     cut = np.stack(
         [
             c[:, 0] - half < 0,
@@ -335,16 +358,14 @@ def _refine_once(
     )
     use = ~cut.any(axis=1) if edge_radius is None else np.ones(n, bool)
     idx = np.flatnonzero(use)
-    ok[~use] = False
     if idx.size == 0:
         return xy, ok, mass
-    w = footprint_weights(_windows(frame, background, c[idx], half, offset), noise)
-    total = w.sum(axis=(1, 2), dtype=np.float64)
+    w, res = footprints(
+        frame, background, c[idx], half, noise, offset[idx], None if which is None else which[idx]
+    )
+    fx, fy, total = res[:, 0], res[:, 1], res[:, 2]
     mass[idx] = total
     good = total > 0
-    norm = np.maximum(total, 1e-12)
-    fx = np.where(good, (w.sum(axis=1, dtype=np.float64) @ offsets) / norm, 0.0)
-    fy = np.where(good, (w.sum(axis=2, dtype=np.float64) @ offsets) / norm, 0.0)
     for k in np.flatnonzero(cut[idx].any(axis=1) & good):
         j = idx[k]
         # Cut only where the footprint reaches the frame border (a window reaching past
@@ -397,7 +418,7 @@ def footprint_radius(
     out: list[float] = []
     if not inside.any():
         return out
-    w = footprint_weights(_windows(frame, background, c[inside], half, offset), noise)
+    w, _ = footprints(frame, background, c[inside], half, noise, offset)
     for k, (x, y) in enumerate(xy[inside] - c[inside]):
         el, er, et, eb = _edges(w[k], x, y, half)
         out.extend(v for v in (x - el, er - x, y - et, eb - y) if math.isfinite(v))
@@ -471,6 +492,7 @@ class FrameDetector:
             raise ValueError(f"downsample must be >= 1, got {cfg.downsample}")
         self.window = effective_window(cfg.window, self.ds)
         self.background_small = downsample_image(self.background, self.ds)
+        self.background_mean = float(cv2.mean(self.background)[0])
         threshold = cfg.threshold if threshold is None else threshold
         if threshold is None:
             raise ValueError("no threshold: pass one or use FrameDetector.calibrate")
@@ -520,43 +542,56 @@ class FrameDetector:
     def std_image(self, frame: np.ndarray) -> np.ndarray:
         """Local std of the downsampled background-subtracted frame, (rows//ds, cols//ds)
         float32."""
-        return np.sqrt(self._variance(frame)[0])
+        return np.sqrt(self._variance(frame))
 
-    def _variance(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
-        """Local variance of the downsampled ``frame - background``, and that difference's
-        mean (the frame's illumination offset: cells cover a small part of the field)."""
+    def _variance(self, frame: np.ndarray) -> np.ndarray:
+        """Local variance of the downsampled ``frame - background``."""
         small = downsample_image(frame, self.ds)
         cv2.subtract(small, self.background_small, dst=small)
-        return local_variance(small, self.window), float(cv2.mean(small)[0])
+        return local_variance(small, self.window)
 
     def coarse(self, frame: np.ndarray) -> Coarse:
         """First half of the detection: components of the thresholded variance image.
 
         Almost only OpenCV calls, which release the GIL: the front end runs this in the
-        decoding thread, and :meth:`refine` in the main one.
+        decoding thread, and :meth:`refine` in the main one. The components' statistics are
+        computed from their pixels only (a few hundred blocks; OpenCV's own statistics pass
+        over the whole image costs ten times the labelling).
         """
-        var, offset = self._variance(frame)
+        var = self._variance(frame)
         mask = np.greater(var, self.threshold * self.threshold).view(np.uint8)
-        n, labels, stats, cents = cv2.connectedComponentsWithStats(
-            mask, connectivity=8, ltype=cv2.CV_32S
-        )
-        ds2 = self.ds * self.ds
-        area = stats[1:, cv2.CC_STAT_AREA].astype(np.int64) * ds2
-        keep = np.flatnonzero((area >= self.cfg.min_area) & (area <= self.cfg.max_area)) + 1
+        n, labels = cv2.connectedComponents(mask, connectivity=8, ltype=cv2.CV_32S)
         mean = float(cv2.mean(frame)[0])
+        # The frame's illumination offset against the background (cells cover a small part
+        # of the field), at full resolution.
+        offset = mean - self.background_mean
+        on = np.flatnonzero(mask.ravel())
+        lab = labels.ravel()[on]
+        count = np.bincount(lab, minlength=n)
+        ds2 = self.ds * self.ds
+        area = count.astype(np.int64) * ds2
+        keep = np.flatnonzero((area >= self.cfg.min_area) & (area <= self.cfg.max_area))
+        keep = keep[keep > 0]
         if keep.size == 0:
             return Coarse(
                 np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros(0), np.zeros(0), offset, mean
             )
+        row, col = np.divmod(on, mask.shape[1])
+        cx = np.bincount(lab, weights=col, minlength=n)[keep] / count[keep]
+        cy = np.bincount(lab, weights=row, minlength=n)[keep] / count[keep]
         # Block (i, j) covers pixels [ds*i, ds*i + ds) whose centre is ds*i + (ds - 1) / 2.
-        xy = cents[keep] * self.ds + (self.ds - 1) / 2.0
-        # Mean variance per component, summed over the thresholded blocks only (a few percent
-        # of the frame).
-        on = np.flatnonzero(mask.ravel())
-        sums = np.bincount(labels.ravel()[on], weights=var.ravel()[on], minlength=n)
-        score = sums[keep] / stats[keep, cv2.CC_STAT_AREA]
-        extent = np.maximum(stats[keep, cv2.CC_STAT_WIDTH], stats[keep, cv2.CC_STAT_HEIGHT])
-        return Coarse(xy, area[keep - 1], score, extent * self.ds, offset, mean)
+        xy = np.stack([cx, cy], axis=1) * self.ds + (self.ds - 1) / 2.0
+        # Mean variance per component.
+        score = np.bincount(lab, weights=var.ravel()[on], minlength=n)[keep] / count[keep]
+        # Bounding boxes: the pixels sorted by label, min/max over each label's run (every
+        # label 1..n-1 has pixels, so the runs start where the labels do).
+        order = np.argsort(lab, kind="stable")
+        starts = np.searchsorted(lab[order], np.arange(1, n))
+        rs, cs = row[order], col[order]
+        width = np.maximum.reduceat(cs, starts) - np.minimum.reduceat(cs, starts) + 1
+        height = np.maximum.reduceat(rs, starts) - np.minimum.reduceat(rs, starts) + 1
+        extent = np.maximum(width, height)[keep - 1]
+        return Coarse(xy, area[keep], score, extent * self.ds, offset, mean)
 
     def refine(self, frame: np.ndarray, coarse: Coarse) -> np.ndarray:
         """Second half: sub-pixel centres (:func:`refine_centroids`) of the coarse detections.
@@ -566,39 +601,48 @@ class FrameDetector:
         (n, 2) float64 ndarray
             Centres (x, y), pixels (the coarse ones when ``cfg.refine_centroid`` is False).
         """
-        xy = coarse.xy.copy()
-        if not self.cfg.refine_centroid or len(xy) == 0:
-            coarse.mass = coarse.area.astype(np.float64)
-            return xy
+        return self.refine_many([frame], [coarse])[0]
+
+    def refine_many(self, frames, coarses: list[Coarse]) -> list[np.ndarray]:
+        """:meth:`refine` for several frames at once (one set of numpy calls for them all:
+        the front end refines its frames in batches). Sets each ``Coarse.mass``."""
+        sizes = [len(c.xy) for c in coarses]
+        if not self.cfg.refine_centroid or sum(sizes) == 0:
+            for c in coarses:
+                c.mass = c.area.astype(np.float64)
+            return [c.xy.copy() for c in coarses]
+        xy = np.concatenate([c.xy for c in coarses])
+        extent = np.concatenate([c.extent for c in coarses])
+        which = np.repeat(np.arange(len(coarses)), sizes)
+        offset = np.repeat([c.offset for c in coarses], sizes)
         mass = np.zeros(len(xy))
         half = self.centroid_half
         # Objects larger than one cell (two cells touching) get a window that holds them
         # whole, or their centre would be pulled towards whichever part it holds.
-        big = coarse.extent > 2 * (half + 2)
-        for sel, h in (
-            (np.flatnonzero(~big), half),
-            # One window for all of this frame's large objects (the largest one's): one call
-            # instead of one per object.
-            (
-                np.flatnonzero(big),
-                min(int(math.ceil(coarse.extent[big].max() / 2)) + 1, 3 * half)
-                if big.any()
-                else half,
-            ),
-        ):
+        big = extent > 2 * (half + 2)
+        # Large objects: a window that holds each whole (up to three cell windows), one call
+        # per window size (extents come in steps of a block, so few sizes).
+        h_big = np.minimum(np.ceil(extent / 2).astype(np.int64) + 1, 3 * half)
+        groups = [(np.flatnonzero(~big), half)] + [
+            (np.flatnonzero(big & (h_big == h)), int(h)) for h in np.unique(h_big[big])
+        ]
+        for sel, h in groups:
             if sel.size:
                 xy[sel], _, mass[sel] = refine_centroids(
-                    frame,
+                    frames,
                     self.background,
                     xy[sel],
                     h,
                     self.noise,
-                    coarse.offset,
+                    offset[sel],
                     edge_radius=self.edge_radius,
                     return_mass=True,
+                    which=which[sel],
                 )
-        coarse.mass = mass
-        return xy
+        out = np.split(xy, np.cumsum(sizes)[:-1])
+        for c, m in zip(coarses, np.split(mass, np.cumsum(sizes)[:-1]), strict=True):
+            c.mass = m
+        return out
 
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Detect the cells of one frame (:meth:`coarse` then :meth:`refine`).

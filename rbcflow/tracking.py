@@ -5,8 +5,9 @@ predicts its position from its velocity; detections are assigned to tracks by mi
 distance (Hungarian algorithm, :func:`scipy.optimize.linear_sum_assignment`) within a gate; then
 each track's position is refined by cross-correlating the cell's background-subtracted patch of
 the previous frame with the current frame around the assigned detection (or the prediction):
-normalised cross-correlation (:func:`cv2.matchTemplate`) and a parabolic fit of the peak give
-the frame-to-frame displacement to a small fraction of a pixel. The refined position blends the
+normalised cross-correlation (:func:`rbcflow.kernels.correlation_peaks`, all tracks of a frame
+in one compiled call) and a parabolic fit of the peak give the frame-to-frame displacement to a
+small fraction of a pixel. The refined position blends the
 detection centroid (absolute, noisier) with previous position + displacement (precise, but it
 would drift if used alone): ``x = w * centroid + (1 - w) * (x_prev + shift)``. A steady centre
 matters for the crops: the classifier reads shape changes, not jitter.
@@ -28,12 +29,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
 from rbcflow.config import TrackingConfig
+from rbcflow.kernels import correlation_peaks
 from rbcflow.schema import POSITIONS, TRACKS, validate
 
 _INFEASIBLE = 1e9
@@ -119,7 +120,8 @@ def correlation_shift(
 
     The ``(2 * half + 1)`` square patch of ``prev - background`` around ``last`` is matched
     against ``cur - background`` within ``search`` pixels of ``centre``; the peak is located to
-    sub-pixel precision by a parabola through it and its neighbours along x and y.
+    sub-pixel precision by a parabola through it and its neighbours along x and y. One cell of
+    :func:`correlation_shifts`.
 
     Parameters
     ----------
@@ -139,38 +141,47 @@ def correlation_shift(
         The cell's position in ``cur`` (pixels) and the peak correlation in [-1, 1]; None when
         the patches would leave the frame.
     """
-    rows, cols = cur.shape
-    tx, ty = int(round(last[0])), int(round(last[1]))
-    sx, sy = int(round(centre[0])), int(round(centre[1]))
-    h, s = half, search
-    if (
-        min(tx - h, ty - h, sx - h - s, sy - h - s) < 0
-        or max(tx, sx + s) + h >= cols
-        or max(ty, sy + s) + h >= rows
-    ):
-        return None
-    tpl = prev[ty - h : ty + h + 1, tx - h : tx + h + 1].astype(np.float32)
-    tpl -= background[ty - h : ty + h + 1, tx - h : tx + h + 1]
-    reg = cur[sy - h - s : sy + h + s + 1, sx - h - s : sx + h + s + 1].astype(np.float32)
-    reg -= background[sy - h - s : sy + h + s + 1, sx - h - s : sx + h + s + 1]
-    res = cv2.matchTemplate(reg, tpl, cv2.TM_CCOEFF_NORMED)
-    _, peak, _, (ix, iy) = cv2.minMaxLoc(res)
-    if not math.isfinite(peak):
-        return None
-    fx = _parabola(res[iy, ix - 1], peak, res[iy, ix + 1]) if 0 < ix < 2 * s else 0.0
-    fy = _parabola(res[iy - 1, ix], peak, res[iy + 1, ix]) if 0 < iy < 2 * s else 0.0
-    # Template top-left moved from (tx - h, ty - h) to (sx - s + ix - h, sy - s + iy - h).
-    dx = sx - s + ix + fx - tx
-    dy = sy - s + iy + fy - ty
-    return last[0] + dx, last[1] + dy, float(peak)
+    x, y, r = correlation_shifts(prev, cur, background, [last], [centre], half, search)[0]
+    return None if math.isnan(r) else (float(x), float(y), float(r))
 
 
-def _parabola(left: float, centre: float, right: float) -> float:
-    """Sub-pixel offset of the vertex of the parabola through three samples (in [-0.5, 0.5])."""
-    denom = left - 2.0 * centre + right
-    if denom >= 0:
-        return 0.0
-    return float(min(0.5, max(-0.5, 0.5 * (left - right) / denom)))
+def correlation_shifts(
+    prev: np.ndarray,
+    cur: np.ndarray,
+    background: np.ndarray,
+    last,
+    centre,
+    half: int,
+    search: int,
+) -> np.ndarray:
+    """:func:`correlation_shift` for several cells of the same two frames, in one compiled
+    call (:func:`rbcflow.kernels.correlation_peaks`).
+
+    Parameters
+    ----------
+    last, centre : (m, 2) array-like
+        Positions (x, y) in ``prev`` and expected positions in ``cur``, pixels.
+
+    Returns
+    -------
+    (m, 3) float64 ndarray
+        ``x, y, r`` per cell; NaN where the patches would leave the frame.
+    """
+    last = np.asarray(last, dtype=np.float64).reshape(-1, 2)
+    centre = np.asarray(centre, dtype=np.float64).reshape(-1, 2)
+    out = np.empty((len(last), 3))
+    correlation_peaks(
+        prev,
+        cur,
+        background,
+        np.rint(last).astype(np.int64),
+        np.rint(centre).astype(np.int64),
+        int(half),
+        int(search),
+        out,
+    )
+    out[:, :2] += last
+    return out
 
 
 class Linker:
@@ -289,6 +300,8 @@ class Linker:
         still: list[Track] = []
         own: list[int] = []  # detection of each surviving track in this frame, or -1
         ended: list[Track] = []
+        # Where each track is expected: its detection, else its prediction.
+        plan = []
         for tr, j in zip(self.active, match, strict=True):
             lx, ly = tr.last
             dt = t - tr.frames[-1]
@@ -297,19 +310,23 @@ class Linker:
                 ended.append(tr)  # left the field
                 continue
             centre = (xy[j, 0], xy[j, 1]) if j >= 0 else (px, py)
-            shift = None
-            if refine and dt == 1:
-                shift = correlation_shift(
-                    self.prev_frame,
-                    frame,
-                    self.background,
-                    (lx, ly),
-                    centre,
-                    self.half,
-                    cfg.refine_search,
-                )
-                if shift is not None and shift[2] < cfg.min_correlation:
-                    shift = None
+            plan.append((tr, int(j), (px, py), centre, refine and dt == 1))
+        # One correlation call for all the tracks followed from the previous frame.
+        corr = [k for k, item in enumerate(plan) if item[4]]
+        shifts = {}
+        if corr:
+            found = correlation_shifts(
+                self.prev_frame,
+                frame,
+                self.background,
+                [plan[k][0].last for k in corr],
+                [plan[k][3] for k in corr],
+                self.half,
+                cfg.refine_search,
+            )
+            shifts = {k: f for k, f in zip(corr, found, strict=True) if f[2] >= cfg.min_correlation}
+        for k, (tr, j, (px, py), centre, _) in enumerate(plan):
+            shift = shifts.get(k)
             if j >= 0:
                 x, y = centre
                 if shift is not None:
@@ -324,7 +341,7 @@ class Linker:
                 x, y = (shift[0], shift[1]) if shift is not None else (px, py)
             tr.append(t, float(x), float(y), bool(j >= 0), float(area[j]) if j >= 0 else math.nan)
             still.append(tr)
-            own.append(int(j))
+            own.append(j)
         # New tentative tracks from the detections nobody took.
         taken = np.zeros(len(xy), dtype=bool)
         taken[match[match >= 0]] = True

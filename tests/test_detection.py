@@ -106,3 +106,21 @@ def test_calibrated_detector_threshold_and_noise():
     np.testing.assert_allclose(xy, [[40.0, 50.0]], atol=0.35)
     fixed = FrameDetector.calibrate(bg, samples, DetectionConfig(threshold=1e6))
     assert fixed.threshold == 1e6 and len(fixed(samples[2])[0]) == 0
+
+
+def test_coarse_components_exact_statistics():
+    """Hand-built blocks (downsample 2, window 3 blocks): a rejected small object lies between
+    two kept ones in label order, and the kept ones' areas, centres and extents are exact."""
+    bg = np.full((64, 96), 100, np.float32)
+    frame = bg.astype(np.uint8)
+    frame[8:16, 8:12] = 20  # tall bar: label 1 (kept)
+    frame[30:32, 40:42] = 20  # one block: label 2 (too small once thresholded)
+    frame[40:44, 60:80] = 20  # wide bar: label 3 (kept)
+    cfg = DetectionConfig(downsample=2, window=5, min_area=60, max_area=2000)
+    det = FrameDetector(bg, cfg, threshold=1.0)
+    c = det.coarse(frame)
+    # The 3x3-block variance filter widens each object by one block on every side.
+    assert c.area.tolist() == [(4 + 2) * (2 + 2) * 4, (2 + 2) * (10 + 2) * 4]
+    np.testing.assert_allclose(c.xy, [[9.5, 11.5], [69.5, 41.5]])
+    assert c.extent.tolist() == [12, 24]
+    assert c.offset == pytest.approx(float(frame.mean()) - 100.0)
