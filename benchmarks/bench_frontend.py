@@ -28,6 +28,15 @@ Usage::
    the fly by the synthetic generator (a generator-backed reader, nothing held), so it takes
    a few minutes, mostly rendering.
 
+With ``--cold`` every timed pass starts with the file evicted from the page cache
+(``posix_fadvise(DONTNEED)`` after an ``fsync``), so that it is read from the disk, as an
+acquisition larger than the memory is: uncompressed 1024x768 24-bit video is 141 MB/s of
+recording, a 5-minute acquisition 42 GB. Without it both are timed on a file held in the page
+cache, where an uncompressed decode loop is a memory copy.
+
+Each speed row also prints the CPU time per frame of ``run_frontend`` (user + system, all
+threads), to tell a CPU-bound run from one waiting on the disk.
+
 Figures depend on the machine and on what else runs on it: compare the ratio, not absolute
 frames/s, across machines.
 """
@@ -36,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import struct
@@ -104,11 +114,30 @@ def decode_fps(path: Path, codec: str, twin: Path | None = None) -> tuple[float,
     return cv2_decode_fps(twin if codec == "dib24" else path)
 
 
+def evict(path: Path) -> None:
+    """Drop the file's pages from the page cache (written pages are flushed first), so that
+    the next read comes from the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far (all threads), seconds."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def accuracy_and_speed(frames: int, seed: int, folder: Path, codec: str) -> dict:
+def accuracy_and_speed(
+    frames: int, seed: int, folder: Path, codec: str, cold: bool = False
+) -> dict:
     from rbcflow.frontend import run_frontend
     from rbcflow.io.avi import write_avi
     from rbcflow.io.video import open_video
@@ -123,16 +152,32 @@ def accuracy_and_speed(frames: int, seed: int, folder: Path, codec: str) -> dict
     else:
         write_frames(acq.frames(), path, cfg.fps, "avi", codec)
     twin = top_down_twin(path) if codec == "dib24" else None
-    decode_fps(path, codec, twin)  # warm the page cache
-    reader_decode_fps(path)
+
+    def fresh() -> None:
+        # cold: from the disk; warm: from the page cache (read once beforehand)
+        if cold:
+            for f in (path, twin):
+                if f is not None:
+                    evict(f)
+
+    if not cold:
+        decode_fps(path, codec, twin)  # warm the page cache
+        reader_decode_fps(path)
+    fresh()
     d1, n = decode_fps(path, codec, twin)
+    fresh()
     r1, _ = reader_decode_fps(path)
+    fresh()
+    c0 = cpu_seconds()
     t0 = time.perf_counter()
     with open_video(path) as reader:
         reader_name = type(reader).__name__
         result = run_frontend(reader)
     wall = time.perf_counter() - t0
+    cpu = cpu_seconds() - c0
+    fresh()
     d2, _ = decode_fps(path, codec, twin)
+    fresh()
     r2, _ = reader_decode_fps(path)
     path.unlink()
     if twin is not None:
@@ -158,6 +203,7 @@ def accuracy_and_speed(frames: int, seed: int, folder: Path, codec: str) -> dict
         "ratio_to_reader": fe_fps / (0.5 * (r1 + r2)),
         "frontend_fps": fe_fps,
         "ratio": fe_fps / dec,
+        "cpu_ms_per_frame": 1e3 * cpu / result.n_frames,
         "tracking_pass_fps": tracking_fps,
         "tracking_pass_ratio": tracking_fps / dec,
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
@@ -216,6 +262,12 @@ def main(argv: list[str] | None = None) -> int:
         default=["ffv1", "mjpg", "rgba", "dib24"],
         help="AVI codecs (rbcflow.synthetic.AVI_CODECS, or dib24: 24-bit uncompressed DIB)",
     )
+    ap.add_argument(
+        "--cold", action="store_true", help="read every timed pass from the disk, not the cache"
+    )
+    ap.add_argument(
+        "--dir", type=Path, default=None, help="where to write the videos (a disk, not tmpfs)"
+    )
     ap.add_argument("--memory-frames", type=int, default=18000, help="0 skips the memory run")
     ap.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -225,9 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     rows = []
-    with tempfile.TemporaryDirectory(prefix="rbcflow-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="rbcflow-bench-", dir=args.dir) as tmp:
         for seed, codec in [(s, c) for s in args.seeds for c in args.codecs]:
-            r = accuracy_and_speed(args.frames, seed, Path(tmp), codec)
+            r = accuracy_and_speed(args.frames, seed, Path(tmp), codec, args.cold)
             rows.append(r)
             print(
                 f"seed {seed} {codec}: {r['frames']} frames, {r['true_tracks']} true / "
@@ -238,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"         decode {r['decode_fps']:.0f} fps (bare cv2 loop, before/after "
                 f"{r['decode_fps_before_after'][0]:.0f}/{r['decode_fps_before_after'][1]:.0f}) | "
-                f"run_frontend {r['frontend_fps']:.0f} fps, ratio {r['ratio']:.2f} | tracking "
+                f"run_frontend {r['frontend_fps']:.0f} fps, ratio {r['ratio']:.2f}, CPU "
+                f"{r['cpu_ms_per_frame']:.2f} ms/frame | tracking "
                 f"pass alone {r['tracking_pass_fps']:.0f} fps, ratio "
                 f"{r['tracking_pass_ratio']:.2f}"
             )
@@ -259,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     for codec in args.codecs:
         sel = [r for r in rows if r["codec"] == codec]
         print(
-            f"SPEED {codec}: run_frontend / bare decode = "
+            f"SPEED {codec} ({'cold: from the disk' if args.cold else 'warm: page cache'}, "
+            f"{args.frames} frames): run_frontend / bare decode = "
             f"{np.median([r['ratio'] for r in sel]):.2f} (target >= 0.40); "
             f"{np.median([r['frontend_fps'] for r in sel]):.0f} vs "
             f"{np.median([r['decode_fps'] for r in sel]):.0f} frames/s; tracking pass alone "

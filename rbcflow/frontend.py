@@ -6,9 +6,11 @@ Two passes over the video:
    (random access) and their per-pixel median is the background. The same sample frames then
    calibrate the video: the automatic detection threshold, the camera noise and the cell
    diameter (hence the automatic crop scale).
-2. Tracking pass: the frames are decoded in order by a reading thread, a few frames ahead
-   (OpenCV releases the GIL while decoding, so decoding and processing use both cores), and
-   each frame is detected, linked and cropped at once. A track's crops are handed to
+2. Tracking pass: the frames are decoded in order by a reading thread, a few frames ahead, which
+   also runs the coarse half of the detection (OpenCV releases the GIL while decoding and
+   filtering, and the compiled per-cell loops of :mod:`rbcflow.kernels` release it too, so
+   decoding and processing use both cores); the main thread refines the detections of a batch
+   of frames at once, then links and crops frame by frame. A track's crops are handed to
    ``on_track`` as soon as the track ends and then dropped, so memory does not grow with the
    length of the video (only positions, a few numbers per cell and frame, are kept).
 
@@ -19,6 +21,7 @@ sampled frame of the background pass, then every few frames of the tracking pass
 
 from __future__ import annotations
 
+import itertools
 import math
 import queue
 import threading
@@ -77,8 +80,8 @@ class FrontEndResult:
     timings : dict
         Seconds per step: background, calibration, tracking (the whole second pass), and
         within it, in the main thread: wait_decode (blocked on the decoding thread, which also
-        runs the coarse half of the detection), detection (its refinement half), linking,
-        crops, on_track.
+        runs the coarse half of the detection), detection (its refinement half, by batches of
+        ``cfg.batch_frames`` frames), linking, crops, on_track.
     scale : float
         Crop resampling factor used.
     threshold : float
@@ -333,34 +336,39 @@ def run_frontend(
                 clock["on_track"] += time.perf_counter() - s
 
     pending = 0
-    # The decoding thread also runs the first, OpenCV-bound half of the detection.
+    # The decoding thread also runs the first, OpenCV-bound half of the detection; the main
+    # thread refines the detections of ``batch_frames`` frames at once (a fixed number of numpy
+    # calls per batch), then links and crops frame by frame.
     stream = prefetch(((f, detector.coarse(f)) for f in reader), cfg.queue_frames)
     try:
         t = -1
         while True:
             s0 = time.perf_counter()
-            item = next(stream, None)
+            batch = list(itertools.islice(stream, max(1, cfg.batch_frames)))
             s1 = time.perf_counter()
             clock["wait_decode"] += s1 - s0
-            if item is None:
+            if not batch:
                 break
-            frame, coarse = item
-            t += 1
-            mean_intensity.append(coarse.mean)
-            xy = detector.refine(frame, coarse)
-            n_detections.append(len(xy))
-            s2 = time.perf_counter()
-            finished = linker.step(t, frame, xy, coarse.mass)
-            s3 = time.perf_counter()
-            for tr in linker.active:
-                if tr.frames[-1] == t:
-                    tr.payload.append(cutter(frame, tr.xs[-1], tr.ys[-1]))
-            s4 = time.perf_counter()
-            clock["detection"] += s2 - s1
-            clock["linking"] += s3 - s2
-            clock["crops"] += s4 - s3
-            emit(finished)
-            pending += 1
+            frames = [f for f, _ in batch]
+            coarses = [c for _, c in batch]
+            found = detector.refine_many(frames, coarses)
+            clock["detection"] += time.perf_counter() - s1
+            for frame, coarse, xy in zip(frames, coarses, found, strict=True):
+                t += 1
+                mean_intensity.append(coarse.mean)
+                n_detections.append(len(xy))
+                s2 = time.perf_counter()
+                finished = linker.step(t, frame, xy, coarse.mass)
+                s3 = time.perf_counter()
+                for tr in linker.active:
+                    if tr.frames[-1] == t:
+                        tr.payload.append(cutter(frame, tr.xs[-1], tr.ys[-1]))
+                s4 = time.perf_counter()
+                clock["linking"] += s3 - s2
+                clock["crops"] += s4 - s3
+                emit(finished)
+            pending += len(batch)
+            del batch, frames, coarses
             if progress is not None and pending >= _PROGRESS_EVERY:
                 progress(pending)
                 pending = 0
