@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _memory import peak_rss_mb
 
 
 def _child(mode: str, video: str, out: str) -> None:
@@ -76,7 +76,7 @@ def _child(mode: str, video: str, out: str) -> None:
         }
     info["wall_s"] = time.perf_counter() - t0
     info["cpu_s"] = time.process_time() - c0
-    info["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    info["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(info))
 
 

@@ -24,9 +24,9 @@ Usage::
    false-track rate come from :func:`rbcflow.tracking.score_tracks` against the generator's
    truth.
 2. Memory: a 5-minute-equivalent stream (18,000 frames of 1024x768) through ``run_frontend``
-   in a child process, whose peak RSS (``ru_maxrss``) is reported. The frames are rendered on
-   the fly by the synthetic generator (a generator-backed reader, nothing held), so it takes
-   a few minutes, mostly rendering.
+   in a child process, whose peak RSS (VmHWM, see ``_memory.py``) is reported. The frames are
+   rendered on the fly by the synthetic generator (a generator-backed reader, nothing held), so
+   it takes a few minutes, mostly rendering.
 
 With ``--cold`` every timed pass starts with the file evicted from the page cache
 (``posix_fadvise(DONTNEED)`` after an ``fsync``), so that it is read from the disk, as an
@@ -56,6 +56,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _memory import peak_rss_mb
 
 
 def cv2_decode_fps(path: Path) -> tuple[float, int]:
@@ -129,10 +130,6 @@ def cpu_seconds() -> float:
     """User + system CPU time of this process so far (all threads), seconds."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def accuracy_and_speed(

@@ -6,12 +6,13 @@ camera noise. The local standard deviation (box filters of ``d`` and ``d**2``) i
 high on cells and low elsewhere, whatever the illumination level (a global brightness flicker
 adds a constant to ``d`` and leaves its local variance unchanged). It is thresholded, the
 connected components within the area limits are the detections, and each centroid is refined
-at full resolution as the centroid of ``|d|`` in a cell-sized window (the cell's projection is
-symmetric about its centre, so this is unbiased and good to a fraction of a pixel).
+at full resolution as the centroid of the cell's soft footprint (``|d|`` smoothed and mapped to
+[0, 1]) in a cell-sized window (the cell's projection is symmetric about its centre, so this is
+unbiased and good to a fraction of a pixel; :func:`rbcflow.kernels.footprint_centroids`).
 
 The filter runs on the frame averaged over ``downsample x downsample`` blocks: cells stay
-several blocks wide, the block average lowers the noise, and it is 4x less work (the front end
-has a few milliseconds per megapixel frame).
+several blocks wide, the block average lowers the noise, and it is 16x less work (the front end
+has about half a millisecond per megapixel frame).
 
 Coordinates follow :mod:`rbcflow.schema` (x = column, y = row, origin at the centre of pixel
 (0, 0)).
