@@ -6,7 +6,9 @@ frames) is a few thousand operations on a small window: in numpy or OpenCV each 
 several calls whose fixed overhead (5-15 us each) outweighs the arithmetic. These loops are
 compiled by numba (``njit``): one call per frame for all cells, no intermediate arrays, and
 the GIL released (``nogil``) so they run beside the decoding thread. Compiled code is cached
-on disk (``cache=True``): the first run on a machine compiles (a few seconds), later runs load.
+on disk: the first run on a machine compiles (a few seconds), later runs load. Where numba finds
+no writable cache folder (a read-only install and no usable home folder; ``NUMBA_CACHE_DIR``
+sets one) the loops are compiled afresh in each process instead of failing.
 
 Coordinates follow :mod:`rbcflow.schema` (x = column, y = row). Windows are addressed by their
 integer centre; pixels outside the frame count as background (0 after subtraction).
@@ -19,12 +21,23 @@ import math
 import numba
 import numpy as np
 
+
+def compiled(func):
+    """``func`` compiled by numba (no Python objects, GIL released), cached on disk when a
+    writable cache folder exists, else compiled in each process (numba refuses ``cache=True``
+    at decoration when it has nowhere to write)."""
+    try:
+        return numba.njit(nogil=True, cache=True)(func)
+    except RuntimeError:
+        return numba.njit(nogil=True)(func)
+
+
 BLUR_NOISE = 0.375
 """Noise std after the [1, 2, 1] x [1, 2, 1] / 16 blur, relative to before (sqrt(6)/4 per
 axis)."""
 
 
-@numba.njit(nogil=True, cache=True)
+@compiled
 def footprint_centroids(frame, background, centres, half, noise, offsets, weights, result):
     """Soft-footprint centroid of the cell in a square window around each centre.
 
@@ -95,7 +108,7 @@ def footprint_centroids(frame, background, centres, half, noise, offsets, weight
         result[k, 2] = total
 
 
-@numba.njit(nogil=True, cache=True)
+@compiled
 def correlation_peaks(prev, cur, background, templates, centres, half, search, result):
     """Normalised cross-correlation of each cell between two consecutive frames.
 

@@ -100,3 +100,24 @@ def test_correlation_peaks_match_opencv():
     flat = bg + 5.0  # no texture once the background is subtracted
     correlation_peaks(flat, cur, bg, t[:1], c[:1], 9, 3, out[:1])
     assert out[0, 2] == 0.0  # a template without texture never passes for a match
+
+
+def test_compiled_without_a_writable_cache(tmp_path):
+    """A read-only install with no usable home folder: numba refuses ``cache=True`` there;
+    the kernels are then compiled without a cache instead of failing at import."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from rbcflow.kernels import compiled\n"
+        "ns = {}\n"
+        "exec(compile('def f(x):\\n    return x + 1\\n', '/proc/nowhere/f.py', 'exec'), ns)\n"
+        "print(compiled(ns['f'])(41))\n"
+    )
+    env = dict(os.environ, HOME="/proc/nohome", XDG_CACHE_HOME="/proc/nocache")
+    env.pop("NUMBA_CACHE_DIR", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "42"
