@@ -97,30 +97,24 @@ def fps_cv2(path: Path, gray: bool) -> tuple[float, int]:
 
 
 def peak_rss_streaming(path: Path, n_frames: int) -> dict:
-    """Stream the first ``n_frames`` of ``path`` in a fresh process; its peak RSS in MB.
-
-    Read from /proc/self/status (VmHWM), which starts afresh at exec; ``ru_maxrss`` would carry
-    over the parent's high-water mark on Linux. Falls back to ``ru_maxrss`` elsewhere.
-    """
+    """Stream the first ``n_frames`` of ``path`` in a fresh process; its peak RSS in MB
+    (:func:`_memory.peak_rss_mb`: VmHWM, which starts afresh at exec)."""
     code = (
-        "import json, re, resource, sys\n"
+        "import json, sys\n"
+        "sys.path.insert(0, sys.argv[3])\n"
+        "from _memory import peak_rss_mb\n"
         "from rbcflow.io.video import open_video\n"
-        "def peak():\n"
-        "    try:\n"
-        "        text = open('/proc/self/status').read()\n"
-        "        return int(re.search(r'VmHWM:\\s+(\\d+)', text).group(1)) / 1024\n"
-        "    except OSError:\n"
-        "        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
-        "base = peak()\n"
+        "base = peak_rss_mb()\n"
         "n = 0\n"
         "with open_video(sys.argv[1]) as v:\n"
         "    for i, f in enumerate(v):\n"
         "        if i >= int(sys.argv[2]): break\n"
         "        n += 1\n"
-        "print(json.dumps({'frames': n, 'baseline_mb': base, 'peak_mb': peak()}))\n"
+        "print(json.dumps({'frames': n, 'baseline_mb': base, 'peak_mb': peak_rss_mb()}))\n"
     )
+    here = str(Path(__file__).resolve().parent)
     out = subprocess.run(
-        [sys.executable, "-c", code, str(path), str(n_frames)],
+        [sys.executable, "-c", code, str(path), str(n_frames), here],
         check=True,
         capture_output=True,
         text=True,
