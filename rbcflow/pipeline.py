@@ -50,6 +50,7 @@ from rbcflow import __version__, schema
 from rbcflow.config import FrontEndConfig, ReportConfig, params_id, to_dict
 from rbcflow.errors import OutputError, RbcflowError
 from rbcflow.features import FEATURE_COLUMNS, track_features
+from rbcflow.io.outputs import remove_stale_temporaries, write_csv_atomic
 from rbcflow.provenance import (
     input_fingerprint,
     now_iso,
@@ -62,9 +63,7 @@ from rbcflow.reporting import (
     GalleryItem,
     merge_report,
     read_report,
-    remove_stale_temporaries,
     report_table,
-    write_csv_atomic,
     write_report_csv,
     write_report_html,
 )
@@ -201,7 +200,7 @@ def claim_output(out_dir: Path, source: Path) -> Path:
                 continue  # another input's results (or something else): never reuse it
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            from rbcflow.reporting import write_text_atomic
+            from rbcflow.io.outputs import write_text_atomic
 
             write_text_atomic(marker, key + "\n")
         except OSError as exc:

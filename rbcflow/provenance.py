@@ -270,6 +270,6 @@ def read_run_json(path: str | os.PathLike) -> dict | None:
 
 def write_run_json(path: str | os.PathLike, record: Mapping[str, Any]) -> Path:
     """Write a run record atomically (temporary name, fsync, rename); returns the path."""
-    from rbcflow.reporting import write_json_atomic
+    from rbcflow.io.outputs import write_json_atomic
 
     return write_json_atomic(path, json_safe(record))

@@ -16,16 +16,14 @@ from hypothesis import strategies as st
 
 from rbcflow import schema
 from rbcflow.errors import OutputError
+from rbcflow.io.outputs import atomic_output, write_csv_atomic, write_json_atomic
 from rbcflow.reporting import (
     REPORT_COLUMNS,
     GalleryItem,
-    atomic_output,
     merge_report,
     read_report,
     render_html,
     report_table,
-    write_csv_atomic,
-    write_json_atomic,
     write_report_csv,
     write_report_html,
 )
@@ -334,7 +332,7 @@ def test_stale_temporaries_of_dead_writers_are_removed(tmp_path):
     import subprocess
     import sys
 
-    from rbcflow.reporting import remove_stale_temporaries
+    from rbcflow.io.outputs import remove_stale_temporaries
 
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],

@@ -73,9 +73,9 @@ def track_one(video: str, out: Path, cfg: FrontEndConfig, force: bool, quiet: bo
     """Run the front end on one input and write ``out/NAME/`` (through a temporary folder)."""
     from rbcflow import config
     from rbcflow.frontend import progress_total, run_frontend
+    from rbcflow.io.outputs import write_csv_atomic
     from rbcflow.io.video import open_video
     from rbcflow.provenance import input_fingerprint, now_iso, run_record, write_run_json
-    from rbcflow.reporting import write_csv_atomic
 
     source = Path(video)
     name = source.name if source.is_dir() else source.stem
