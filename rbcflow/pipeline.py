@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from rbcflow import __version__, schema
+from rbcflow.classify.labels import geometry_rules, label_tracks, summarize
 from rbcflow.config import FrontEndConfig, ReportConfig, params_id, to_dict
 from rbcflow.errors import OutputError, RbcflowError
 from rbcflow.features import FEATURE_COLUMNS, track_features
@@ -67,7 +68,6 @@ from rbcflow.reporting import (
     write_report_csv,
     write_report_html,
 )
-from rbcflow.stats import wilson_interval
 
 OUTPUT_FILES = ("positions.csv", "tracks.csv", "report.html", "run.json")
 """Files of a complete acquisition folder; ``run.json`` is written last."""
@@ -226,69 +226,6 @@ def _strip(crops: np.ndarray, k: int = GALLERY_FRAMES) -> np.ndarray:
     idx = np.unique(np.linspace(0, len(crops) - 1, min(k, len(crops))).round().astype(int))
     sel = crops[idx]
     return sel.transpose(1, 0, 2).reshape(sel.shape[1], -1)
-
-
-def label_tracks(
-    p_reliable: np.ndarray,
-    p_tank_treading: np.ndarray,
-    cfg: ReportConfig | None = None,
-    *,
-    border_cut: np.ndarray | None = None,
-    size_ratio: np.ndarray | None = None,
-) -> np.ndarray:
-    """Labels from the two probabilities and the report thresholds.
-
-    A track is reliable when ``p_reliable >= reliable_threshold`` and no geometric rule of
-    :func:`geometry_rules` rejects it; a reliable track is flipping when
-    ``1 - p_tank_treading >= flipping_threshold``, tank-treading otherwise.
-
-    Returns
-    -------
-    (N,) object ndarray of ``tank-treading``, ``flipping``, ``unreliable``.
-    """
-    cfg = cfg or ReportConfig()
-    p_rel = np.asarray(p_reliable, dtype=float)
-    p_tt = np.asarray(p_tank_treading, dtype=float)
-    reliable = np.nan_to_num(p_rel, nan=0.0) >= cfg.reliable_threshold
-    reliable &= geometry_rules(len(p_rel), cfg, border_cut, size_ratio) == ""
-    flipping = (1 - np.nan_to_num(p_tt, nan=0.5)) >= cfg.flipping_threshold
-    out = np.where(
-        ~reliable,
-        schema.LABEL_NAMES[schema.UNRELIABLE],
-        np.where(
-            flipping, schema.LABEL_NAMES[schema.FLIPPING], schema.LABEL_NAMES[schema.TANK_TREADING]
-        ),
-    )
-    return out.astype(object)
-
-
-def geometry_rules(
-    n: int,
-    cfg: ReportConfig,
-    border_cut: np.ndarray | None = None,
-    size_ratio: np.ndarray | None = None,
-) -> np.ndarray:
-    """Which tracks the front end's geometry alone makes unreliable, and why.
-
-    Two kinds of unreliable track are defined by geometry, not appearance: a cell cut by the
-    top or bottom border of the field (``border_cut > max_border_cut``: the crops never show
-    the whole cell) and two cells moving as one detected object (``size_ratio >
-    max_size_ratio``: the crops show a pair). Stage 1 learnt them from few examples; the
-    front end measures them directly. NaN measures (unknown) never reject.
-
-    Returns
-    -------
-    (n,) object ndarray
-        ``"cut by border"``, ``"two cells"`` or ``""`` per track.
-    """
-    rule = np.full(n, "", dtype=object)
-    if size_ratio is not None and cfg.max_size_ratio is not None:
-        big = np.nan_to_num(np.asarray(size_ratio, float), nan=0.0) > cfg.max_size_ratio
-        rule[big] = "two cells"
-    if border_cut is not None and cfg.max_border_cut is not None:
-        cut = np.nan_to_num(np.asarray(border_cut, float), nan=0.0) > cfg.max_border_cut
-        rule[cut] = "cut by border"
-    return rule
 
 
 class _Classifying:
@@ -473,37 +410,6 @@ def _base_row(source: Path, classifier: ClassifierLike | None) -> dict:
         "rbcflow_version": __version__,
         "stage1_model": short_checksum(getattr(classifier, "stage1_checksum", None)),
         "stage2_model": short_checksum(getattr(classifier, "stage2_checksum", None)),
-    }
-
-
-def summarize(labels: Iterable[str], cfg: ReportConfig | None = None) -> dict:
-    """Counts, fraction and Wilson interval from per-track labels.
-
-    Returns
-    -------
-    dict with tracks, reliable, tank_treading, flipping, tank_treading_fraction, ci_low,
-    ci_high (the last three NaN when no track is reliable).
-
-    Examples
-    --------
-    >>> s = summarize(["tank-treading"] * 8 + ["flipping"] * 2 + ["unreliable"] * 10)
-    >>> s["tracks"], s["reliable"], s["tank_treading_fraction"], round(s["ci_low"], 3)
-    (20, 10, 0.8, 0.49)
-    """
-    cfg = cfg or ReportConfig()
-    labels = list(labels)
-    tt = sum(lab == schema.LABEL_NAMES[schema.TANK_TREADING] for lab in labels)
-    fl = sum(lab == schema.LABEL_NAMES[schema.FLIPPING] for lab in labels)
-    n = tt + fl
-    low, high = wilson_interval(tt, n, cfg.confidence)
-    return {
-        "tracks": len(labels),
-        "reliable": n,
-        "tank_treading": tt,
-        "flipping": fl,
-        "tank_treading_fraction": tt / n if n else float("nan"),
-        "ci_low": low,
-        "ci_high": high,
     }
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from rbcflow import schema
+from rbcflow.classify.labels import geometry_rules, label_tracks, summarize
 from rbcflow.config import FrontEndConfig, ReportConfig, TrackingConfig
 from rbcflow.errors import OutputError
 from rbcflow.features import FEATURE_COLUMNS
@@ -25,10 +26,7 @@ from rbcflow.pipeline import (
     analyze_batch,
     check_output_dir,
     claim_output,
-    geometry_rules,
-    label_tracks,
     safe_folder_name,
-    summarize,
 )
 from rbcflow.reporting import REPORT_COLUMNS
 from rbcflow.synthetic import SynthConfig, write_acquisition

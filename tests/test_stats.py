@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from rbcflow.stats import wilson_interval
+from rbcflow.classify.labels import wilson_interval
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,178 @@
+"""The one place where probabilities and geometry become labels, and labels a fraction.
+
+:func:`label_tracks` is the label rule (stage-1 probability and the front end's geometric rules
+decide reliability, stage-2 probability decides the kind); :func:`fraction` is the
+tank-treading fraction with its Wilson interval. Inference returns probabilities only; the
+pipeline, evaluation and the review all label through here, so a threshold means the same
+thing everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from statistics import NormalDist
+
+import numpy as np
+
+from rbcflow import schema
+from rbcflow.config import ReportConfig
+
+
+def label_tracks(
+    p_reliable: np.ndarray,
+    p_tank_treading: np.ndarray,
+    cfg: ReportConfig | None = None,
+    *,
+    border_cut: np.ndarray | None = None,
+    size_ratio: np.ndarray | None = None,
+) -> np.ndarray:
+    """Labels from the two probabilities and the report thresholds.
+
+    A track is reliable when ``p_reliable >= reliable_threshold`` and no geometric rule of
+    :func:`geometry_rules` rejects it; a reliable track is flipping when
+    ``1 - p_tank_treading >= flipping_threshold``, tank-treading otherwise.
+
+    Returns
+    -------
+    (N,) object ndarray of ``tank-treading``, ``flipping``, ``unreliable``.
+    """
+    cfg = cfg or ReportConfig()
+    p_rel = np.asarray(p_reliable, dtype=float)
+    p_tt = np.asarray(p_tank_treading, dtype=float)
+    reliable = np.nan_to_num(p_rel, nan=0.0) >= cfg.reliable_threshold
+    reliable &= geometry_rules(len(p_rel), cfg, border_cut, size_ratio) == ""
+    flipping = (1 - np.nan_to_num(p_tt, nan=0.5)) >= cfg.flipping_threshold
+    out = np.where(
+        ~reliable,
+        schema.LABEL_NAMES[schema.UNRELIABLE],
+        np.where(
+            flipping, schema.LABEL_NAMES[schema.FLIPPING], schema.LABEL_NAMES[schema.TANK_TREADING]
+        ),
+    )
+    return out.astype(object)
+
+
+def geometry_rules(
+    n: int,
+    cfg: ReportConfig,
+    border_cut: np.ndarray | None = None,
+    size_ratio: np.ndarray | None = None,
+) -> np.ndarray:
+    """Which tracks the front end's geometry alone makes unreliable, and why.
+
+    Two kinds of unreliable track are defined by geometry, not appearance: a cell cut by the
+    top or bottom border of the field (``border_cut > max_border_cut``: the crops never show
+    the whole cell) and two cells moving as one detected object (``size_ratio >
+    max_size_ratio``: the crops show a pair). Stage 1 learnt them from few examples; the
+    front end measures them directly. NaN measures (unknown) never reject.
+
+    Returns
+    -------
+    (n,) object ndarray
+        ``"cut by border"``, ``"two cells"`` or ``""`` per track.
+    """
+    rule = np.full(n, "", dtype=object)
+    if size_ratio is not None and cfg.max_size_ratio is not None:
+        big = np.nan_to_num(np.asarray(size_ratio, float), nan=0.0) > cfg.max_size_ratio
+        rule[big] = "two cells"
+    if border_cut is not None and cfg.max_border_cut is not None:
+        cut = np.nan_to_num(np.asarray(border_cut, float), nan=0.0) > cfg.max_border_cut
+        rule[cut] = "cut by border"
+    return rule
+
+
+def summarize(labels: Iterable[str], cfg: ReportConfig | None = None) -> dict:
+    """Counts, fraction and Wilson interval from per-track labels.
+
+    Returns
+    -------
+    dict with tracks, reliable, tank_treading, flipping, tank_treading_fraction, ci_low,
+    ci_high (the last three NaN when no track is reliable).
+
+    Examples
+    --------
+    >>> s = summarize(["tank-treading"] * 8 + ["flipping"] * 2 + ["unreliable"] * 10)
+    >>> s["tracks"], s["reliable"], s["tank_treading_fraction"], round(s["ci_low"], 3)
+    (20, 10, 0.8, 0.49)
+    """
+    cfg = cfg or ReportConfig()
+    labels = list(labels)
+    tt = sum(lab == schema.LABEL_NAMES[schema.TANK_TREADING] for lab in labels)
+    fl = sum(lab == schema.LABEL_NAMES[schema.FLIPPING] for lab in labels)
+    return {"tracks": len(labels), **fraction(tt, fl, cfg.confidence)}
+
+
+def fraction(tank_treading: int, flipping: int, confidence: float = 0.95) -> dict:
+    """The product's one number: tank-treading / (tank-treading + flipping), with its interval.
+
+    Every fraction rbcflow reports or compares with (the report, evaluation, synthetic truth)
+    is computed here.
+
+    Returns
+    -------
+    dict with reliable, tank_treading, flipping, tank_treading_fraction, ci_low, ci_high (the
+    last three NaN when ``tank_treading + flipping == 0``).
+
+    Examples
+    --------
+    >>> f = fraction(3, 1)
+    >>> f["tank_treading_fraction"], round(f["ci_low"], 3), round(f["ci_high"], 3)
+    (0.75, 0.301, 0.954)
+    """
+    tt, fl = int(tank_treading), int(flipping)
+    n = tt + fl
+    low, high = wilson_interval(tt, n, confidence)
+    return {
+        "reliable": n,
+        "tank_treading": tt,
+        "flipping": fl,
+        "tank_treading_fraction": tt / n if n else float("nan"),
+        "ci_low": low,
+        "ci_high": high,
+    }
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion.
+
+    Chosen over the normal (Wald) interval because it stays inside [0, 1] and keeps close to its
+    nominal coverage for small counts and proportions near 0 or 1, which is where a patient's
+    tank-treading fraction can sit (Newcombe, Stat. Med. 17:857, 1998).
+
+    Parameters
+    ----------
+    successes : int
+        Number of successes (tank-treading tracks), ``0 <= successes <= n``.
+    n : int
+        Number of trials (reliable tracks).
+    confidence : float
+        Two-sided confidence level, in (0, 1).
+
+    Returns
+    -------
+    (low, high) : tuple of float
+        The interval, ``0 <= low <= successes / n <= high <= 1``; ``(nan, nan)`` when ``n == 0``
+        (no reliable track: no figure to report).
+
+    Examples
+    --------
+    >>> low, high = wilson_interval(81, 263)
+    >>> round(low, 4), round(high, 4)
+    (0.2553, 0.3662)
+    """
+    if n < 0 or successes < 0 or successes > n:
+        raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if n == 0:
+        return math.nan, math.nan
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    # the exact bounds at 0/n and n/n are 0 and 1; clamp away rounding
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high
