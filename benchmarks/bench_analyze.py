@@ -57,13 +57,13 @@ def _child(mode: str, video: str, out: str) -> None:
             res = run_frontend(reader, FrontEndConfig(), on_track=lambda row, crops: None)
         info.update(frames=res.n_frames, tracks=len(res.tracks))
     else:
-        from rbcflow.inference import load_classifier
-        from rbcflow.pipeline import analyze_acquisition
+        from rbcflow.batch import analyze_acquisition
+        from rbcflow.classify.inference import load_classifier
 
         t_load = time.perf_counter()
         clf = load_classifier()
         info["load_models_s"] = time.perf_counter() - t_load
-        row = analyze_acquisition(video, out, clf)
+        row = analyze_acquisition(video, out, clf).row
         info.update(
             frames=row["frames"],
             tracks=row["tracks"],
@@ -95,8 +95,8 @@ def _run_child(mode: str, video: Path, out: Path) -> dict:
 def accuracy(
     work: Path, n: int, frames: int, width: int, height: int, cells: float, seed: int
 ) -> None:
-    from rbcflow.inference import load_classifier
-    from rbcflow.pipeline import analyze_acquisition
+    from rbcflow.batch import analyze_acquisition
+    from rbcflow.classify.inference import load_classifier
     from rbcflow.synthetic import SynthConfig, true_fraction, write_acquisition
 
     clf = load_classifier()
@@ -127,7 +127,7 @@ def accuracy(
         expected = true_fraction(truth)
         long_enough = truth[truth["n_frames"] >= 6] if "n_frames" in truth else truth
         n_true_rel = int((long_enough["label"] != 2).sum())
-        row = analyze_acquisition(video, work / "out", clf)
+        row = analyze_acquisition(video, work / "out", clf).row
         got = row["tank_treading_fraction"]
         err = (got - expected) if got is not None else float("nan")
         errors.append(err)
@@ -148,9 +148,9 @@ HELD_OUT = ("BG1017_10s03", "BK1024_10s02")
 
 
 def accuracy_real(work: Path, shared: Path, n: int, n_reliable: int, seed: int) -> None:
-    from rbcflow.inference import load_classifier
+    from rbcflow.batch import analyze_acquisition
+    from rbcflow.classify.inference import load_classifier
     from rbcflow.io.sequences import read_dataset
-    from rbcflow.pipeline import analyze_acquisition
     from rbcflow.synthetic import SynthConfig, composite_video
 
     if not (shared / "stage1_BG" / "dataset.csv").is_file():
@@ -187,7 +187,7 @@ def accuracy_real(work: Path, shared: Path, n: int, n_reliable: int, seed: int) 
         )
         rel = tracks[tracks["label"] != 2]
         expected = float((rel["label"] == 0).mean())
-        row = analyze_acquisition(video, work / "out_real", clf)
+        row = analyze_acquisition(video, work / "out_real", clf).row
         got = row["tank_treading_fraction"]
         err = got - expected if got is not None else float("nan")
         errors.append(err)

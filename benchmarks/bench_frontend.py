@@ -21,7 +21,7 @@ Usage::
    run also prints the rate of iterating rbcflow's own reader and the ratio to it, a stricter
    reference (decoding MJPG straight to gray is ~1.4x faster than the cv2 loop, and the native
    uncompressed reader ~4x). Recall, median centre error and
-   false-track rate come from :func:`rbcflow.tracking.score_tracks` against the generator's
+   false-track rate come from :func:`rbcflow.frontend.scoring.score_tracks` against the generator's
    truth.
 2. Memory: a 5-minute-equivalent stream (18,000 frames of 1024x768) through ``run_frontend``
    in a child process, whose peak RSS (VmHWM, see ``_memory.py``) is reported. The frames are
@@ -136,10 +136,10 @@ def accuracy_and_speed(
     frames: int, seed: int, folder: Path, codec: str, cold: bool = False
 ) -> dict:
     from rbcflow.frontend import run_frontend
+    from rbcflow.frontend.scoring import score_tracks
     from rbcflow.io.avi import write_avi
     from rbcflow.io.video import open_video
     from rbcflow.synthetic import SynthConfig, render_acquisition, write_frames
-    from rbcflow.tracking import score_tracks
 
     cfg = SynthConfig(width=1024, height=768, fps=60.0, n_frames=frames, cells_in_view=10.0)
     acq = render_acquisition(cfg, rng=seed)

@@ -1,8 +1,8 @@
-"""Reproduce the shipped default models ``models/stage1`` and ``models/stage2``.
+"""Reproduce the shipped default models ``rbcflow/models/stage1`` and ``rbcflow/models/stage2``.
 
 Usage (from the repository root, with the real labelled data of Darrin et al. 2023)::
 
-    python models/train_defaults.py --data ../shared/data/darrin2023 --out models
+    python models/train_defaults.py --data ../shared/data/darrin2023 --out rbcflow/models
 
 What it does, for each stage:
 
@@ -26,23 +26,22 @@ beside the models.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from rbcflow.inference import predict_proba
+from rbcflow.classify.inference import predict_proba
+from rbcflow.classify.model_folder import save_model
+from rbcflow.classify.nets import Ensemble
+from rbcflow.config import CRNNConfig, StackCNNConfig, TrainConfig
+from rbcflow.io.outputs import write_text_atomic
 from rbcflow.io.sequences import read_dataset
-from rbcflow.models import CRNNConfig, Ensemble, StackCNNConfig, save_model
-from rbcflow.training import (
-    POSITIVE,
-    TrainConfig,
-    _prepare,
-    binary_metrics,
-    model_config,
-    train,
-)
+from rbcflow.training.batching import prepare_data
+from rbcflow.training.loop import model_config, train
+from rbcflow.training.metrics import POSITIVE, binary_metrics
 
 TEST_ACQUISITIONS = ("BG1017_10s03", "BK1024_10s02")
 """Held out from training and validation of both shipped models."""
@@ -76,7 +75,7 @@ def make_folds(seqs, n_folds: int, stage: int) -> list[set[str]]:
 
 
 def score(network, seqs, stage: int, k: int) -> dict:
-    data = _prepare(seqs, stage, k, training=False)
+    data = prepare_data(seqs, stage, k, training=False)
     p = predict_proba(network, data.x, data.lengths)
     pos = POSITIVE[stage]
     return binary_metrics(data.y == pos, p[:, pos] >= 0.5)
@@ -89,20 +88,21 @@ def run_stage(stage: int, sets: dict[str, list], args) -> dict:
     epochs = args.epochs1 if stage == 1 else args.epochs2
     if stage == 1:
         arch = CRNNConfig(channels=tuple(int(c) for c in args.channels1.split(",")))
-        cfg = TrainConfig(stage=1, k=args.k1, epochs=epochs, seed=args.seed, architecture=arch)
+        cfg = TrainConfig.for_stage(1, k=args.k1, epochs=epochs, seed=args.seed, architecture=arch)
     else:
+        k2 = TrainConfig.for_stage(2).k
         if args.arch2 == "crnn":
             arch = CRNNConfig(channels=tuple(int(c) for c in args.channels2.split(",")))
         else:
-            arch = StackCNNConfig(k=20, width=args.width2)
-        cfg = TrainConfig(stage=2, k=20, epochs=epochs, seed=args.seed, architecture=arch)
+            arch = StackCNNConfig(k=k2, width=args.width2)
+        cfg = TrainConfig.for_stage(2, epochs=epochs, seed=args.seed, architecture=arch)
     folds = make_folds(pool, args.folds, stage)
     members, results, fold_reports = [], [], []
     for i, val_acqs in enumerate(folds):
         t0 = time.time()
         tr = [s for s in pool if s.acquisition not in val_acqs]
         va = [s for s in pool if s.acquisition in val_acqs]
-        fcfg = TrainConfig(**{**cfg.__dict__, "seed": args.seed + i})
+        fcfg = dataclasses.replace(cfg, seed=args.seed + i)
         res = train(tr, va, fcfg)
         last = res.history[-1]
         rep = {
@@ -145,30 +145,37 @@ def run_stage(stage: int, sets: dict[str, list], args) -> dict:
     return {"folds": fold_reports, "test": test_metrics}
 
 
+def _channels(cfg: TrainConfig) -> str:
+    return ",".join(str(c) for c in cfg.network_config().channels)
+
+
 def main() -> None:
+    s1, s2 = TrainConfig.for_stage(1), TrainConfig.for_stage(2)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="folder holding stage1_BG/ and stage2_train/")
-    ap.add_argument("--out", default="models")
+    ap.add_argument("--out", default="rbcflow/models")
     ap.add_argument("--stage", type=int, choices=(1, 2), nargs="*", default=[1, 2])
     ap.add_argument("--folds", type=int, default=4)
-    ap.add_argument("--epochs1", type=int, default=20)
-    ap.add_argument("--epochs2", type=int, default=30)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--k1", type=int, default=12, help="stage-1 frames (uniform)")
-    ap.add_argument("--channels1", default="8,16,32,64", help="stage-1 per-frame CNN channels")
+    ap.add_argument("--epochs1", type=int, default=s1.epochs)
+    ap.add_argument("--epochs2", type=int, default=s2.epochs)
+    ap.add_argument("--seed", type=int, default=s1.seed)
+    ap.add_argument("--k1", type=int, default=s1.k, help="stage-1 frames (uniform)")
+    ap.add_argument("--channels1", default=_channels(s1), help="stage-1 per-frame CNN channels")
     ap.add_argument(
         "--arch2",
         choices=("crnn", "cnn"),
         default="crnn",
         help="stage-2 network: C-RNN over the K frames, or CNN with K channels",
     )
-    ap.add_argument("--channels2", default="8,16,32,64", help="stage-2 C-RNN channels")
-    ap.add_argument("--width2", type=int, default=16, help="stage-2 CNN width (--arch2 cnn)")
+    ap.add_argument("--channels2", default=_channels(s2), help="stage-2 C-RNN channels")
+    ap.add_argument(
+        "--width2", type=int, default=StackCNNConfig().width, help="stage-2 CNN width (--arch2 cnn)"
+    )
     args = ap.parse_args()
     data = Path(args.data)
     sets = {n: read_dataset(data / n) for n in ("stage1_BG", "stage2_train")}
     report = {f"stage{s}": run_stage(s, sets, args) for s in args.stage}
-    (Path(args.out) / "cv_report.json").write_text(json.dumps(report, indent=1) + "\n")
+    write_text_atomic(Path(args.out) / "cv_report.json", json.dumps(report, indent=1) + "\n")
 
 
 if __name__ == "__main__":

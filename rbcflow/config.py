@@ -13,6 +13,18 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from rbcflow.schema import CROP_SIZE, MIN_TRACK_LENGTH
+
+PIPELINE_GENERATION = "2"
+"""Generation of the pipeline's results, hashed into every :func:`params_id`.
+
+Bump it in the same commit as any change that makes earlier results incompatible (a changed
+algorithm, a new or renamed output column): results of an older generation then get another
+``params_id`` and are analysed again instead of being reported as ``skipped`` (the same idea as
+dcnum's pipeline identifiers). History: 1 = rbcflow 0.1.0 as first released; 2 = the
+package layout of docs/architecture.md (same numbers, new provenance fields).
+"""
+
 
 @dataclass(frozen=True)
 class ReaderConfig:
@@ -75,7 +87,8 @@ class DetectionConfig:
 class TrackingConfig:
     """Left-to-right constant-velocity linking with cross-correlation refinement.
 
-    min_length : tracks shorter than this many frames are dropped.
+    min_length : tracks shorter than this many frames are dropped (default
+        :data:`rbcflow.schema.MIN_TRACK_LENGTH`, as the authors did).
     search_radius : maximum distance between a track's predicted position and a detection,
         pixels.
     max_gap : frames a track may go undetected (position from the cross-correlation, or
@@ -94,7 +107,7 @@ class TrackingConfig:
         another object are flagged ``interference``.
     """
 
-    min_length: int = 6
+    min_length: int = MIN_TRACK_LENGTH
     search_radius: float = 10.0
     max_gap: int = 2
     max_speed: float = 40.0
@@ -111,21 +124,27 @@ class TrackingConfig:
 class CropConfig:
     """Cell crops.
 
-    size : crop side, pixels (the models expect 31).
+    size : crop side, pixels (the models expect :data:`rbcflow.schema.CROP_SIZE`, 31).
     scale : resampling factor applied before cropping, so that cells of a camera with another
         magnification match the training data (a red cell ~8-12 px across in a 31x31 crop);
         1.0 keeps the video's scale; None = automatic, ``target_diameter`` divided by the cell
         diameter estimated on the video.
     target_diameter : cell diameter, pixels, that the automatic scale aims at: the median of
-        :func:`rbcflow.crops.crop_diameter` over the real reliable training crops (13.0 on
+        :func:`rbcflow.frontend.crops.crop_diameter` over the real reliable training crops (13.0 on
         the Darrin et al. sample: 3,339 crops, every third frame of its tank-treading and
         flipping sequences); this footprint includes the blurred rim, so it exceeds the 8-12 px
         one reads by eye.
+    diameter_warn : at a fixed scale, a measured cell diameter outside this range relative to
+        ``target_diameter`` warns (suggesting ``--scale auto``).
+    training_background : background level of the training crops (real ones 100-140): 16-bit
+        video is scaled to it (8-bit video is cropped as it is).
     """
 
-    size: int = 31
+    size: int = CROP_SIZE
     scale: float | None = 1.0
     target_diameter: float = 13.0
+    diameter_warn: tuple[float, float] = (0.75, 1.35)
+    training_background: float = 125.0
 
 
 @dataclass(frozen=True)
@@ -168,13 +187,179 @@ class ReportConfig:
     max_size_ratio: float | None = 1.6
 
 
+@dataclass(frozen=True)
+class QualityConfig:
+    """Display thresholds of the report's quality flags (``ok`` / ``check``).
+
+    They mark a recording for a look and change no result: no track, label or fraction depends
+    on them, so they are not part of :func:`params_id` (changing them re-analyses nothing).
+
+    min_reliable_for_figure : fewer reliable tracks are flagged: the interval is too wide to
+        compare visits.
+    max_illumination_drift : largest relative change of the mean intensity, first vs last
+        tenth of the video.
+    max_speed_drift : largest relative change of the median cell speed, first vs last quarter
+        of the tracks.
+    max_unreliable_share : largest share of unreliable tracks; the real ratio is 15-30
+        unreliable per reliable track (~94-97%).
+    """
+
+    min_reliable_for_figure: int = 100
+    max_illumination_drift: float = 0.10
+    max_speed_drift: float = 0.20
+    max_unreliable_share: float = 0.97
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """How ``analyze`` classifies tracks while the front end runs (not hashed into
+    ``params_id``: these change speed, memory and the report's gallery, never a number).
+
+    batch_tracks : tracks per classifier call (batched inference, yet classified while
+        tracking).
+    queue_tracks : tracks waiting for the classifier at most (bounds memory).
+    gallery_borderline, gallery_confident : per class, the calls nearest their threshold and the
+        most confident calls shown in the report's gallery.
+    gallery_frames : frames per gallery strip, evenly spaced through the track.
+    """
+
+    batch_tracks: int = 32
+    queue_tracks: int = 256
+    gallery_borderline: int = 8
+    gallery_confident: int = 4
+    gallery_frames: int = 10
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Output folders (not hashed into ``params_id``).
+
+    min_free_bytes : an output folder with less free space is refused before any work (the
+        outputs of a 20 s acquisition take ~5 MB; a report page ~1 MB).
+    """
+
+    min_free_bytes: int = 64 * 1024**2
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How the classifiers run on sequences (inference, ``evaluate``, ``classify``).
+
+    batch_size : sequences per network batch (and per progress step); it changes speed and
+        memory, never a probability (beyond float rounding, ~1e-7).
+    """
+
+    batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class CRNNConfig:
+    """C-RNN architecture (:class:`rbcflow.classify.nets.CRNN`; both shipped stages).
+
+    channels : output channels of the four per-frame conv layers (3 x 3, each but the last
+        followed by a 2 x 2 max-pool; the last is averaged over the image).
+    hidden : GRU units.
+    dense : units of the dense layer before the 2 outputs.
+    dropout : dropout before the output layer (training only).
+    """
+
+    channels: tuple[int, ...] = (8, 32, 64, 128)
+    hidden: int = 64
+    dense: int = 64
+    dropout: float = 0.3
+
+
+@dataclass(frozen=True)
+class StackCNNConfig:
+    """Stage-2 CNN architecture, the paper's (:class:`rbcflow.classify.nets.StackCNN`).
+
+    k : frames per sequence = input channels.
+    width : channels of the first residual stage (doubled at each of the two later stages,
+        which halve the resolution: 31 -> 16 -> 8).
+    dropout : dropout before the output layer (training only).
+    """
+
+    k: int = 20
+    width: int = 16
+    dropout: float = 0.3
+
+
+SMALL_CHANNELS = (8, 16, 32, 64)
+"""Per-frame CNN channels of the shipped C-RNNs (the paper's are 8, 32, 64, 128)."""
+
+_STAGE_DEFAULTS: dict[int, dict[str, Any]] = {
+    1: {"k": 12, "epochs": 20},  # up to 12 uniform frames (docs/training.md: as good, faster)
+    2: {"k": 20, "epochs": 30},  # 20 similarity frames, the paper's choice
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings (defaults used for the shipped models unless stated in their config).
+
+    :meth:`for_stage` gives a stage's defaults (``rbcflow train`` and
+    ``models/train_defaults.py`` start from it); the field defaults of ``k`` and ``epochs``
+    are stage 2's.
+
+    stage : 1 or 2.
+    k : frames per sequence (stage 1: at most k, uniform; stage 2: exactly k, similarity).
+    epochs, batch_size, lr, weight_decay : optimiser settings (Adam, cosine schedule).
+    seed : seeds initialisation, sampling, augmentation and dropout.
+    augment : apply label-preserving augmentation to training sequences.
+    synthetic_unreliable : stage 1: fraction of each epoch's unreliable sample made from
+        reliable sequences (0 = real unreliable only).
+    random_crop : stage 1: probability of training on a random sub-sequence (>= 6 frames) so
+        that a sequence's length does not reveal its class.
+    architecture : network parameters (a CRNNConfig or, stage 2 only, a StackCNNConfig);
+        None = a C-RNN with per-frame channels SMALL_CHANNELS.
+    """
+
+    stage: int = 1
+    k: int = 20
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    augment: bool = True
+    synthetic_unreliable: float = 0.4
+    random_crop: float = 0.5
+    architecture: CRNNConfig | StackCNNConfig | None = None
+
+    @classmethod
+    def for_stage(cls, stage: int, **changes: Any) -> TrainConfig:
+        """A stage's default settings (those of the shipped models), with ``changes``.
+
+        Examples
+        --------
+        >>> [(c.k, c.epochs) for c in (TrainConfig.for_stage(1), TrainConfig.for_stage(2))]
+        [(12, 20), (20, 30)]
+        """
+        if stage not in _STAGE_DEFAULTS:
+            raise ValueError(f"stage must be 1 or 2, got {stage}")
+        return cls(**{"stage": stage, **_STAGE_DEFAULTS[stage], **changes})
+
+    def network_config(self) -> CRNNConfig | StackCNNConfig:
+        """The architecture; default: the small C-RNN of the shipped models, for both stages
+        (in cross-validation it matched the paper-sized C-RNN on stage 1 and beat the K-channel
+        CNN clearly on stage 2)."""
+        if self.architecture is not None:
+            return self.architecture
+        return CRNNConfig(channels=SMALL_CHANNELS)
+
+    @property
+    def sampling(self) -> str:
+        return "uniform" if self.stage == 1 else "similarity"
+
+
 def to_dict(cfg: Any) -> dict:
     """A plain, JSON-serialisable dict of a (nested) config dataclass."""
     return dataclasses.asdict(cfg)
 
 
 def params_id(*cfgs: Any, length: int = 12) -> str:
-    """A short, stable hash of one or more config dataclasses (or plain JSON-able objects).
+    """A short, stable hash of one or more config dataclasses (or plain JSON-able objects) and
+    of :data:`PIPELINE_GENERATION`.
 
     Examples
     --------
@@ -183,6 +368,7 @@ def params_id(*cfgs: Any, length: int = 12) -> str:
     >>> params_id(FrontEndConfig()) == params_id(FrontEndConfig(crops=CropConfig(scale=2.0)))
     False
     """
-    payload = [to_dict(c) if dataclasses.is_dataclass(c) else c for c in cfgs]
+    configs = [to_dict(c) if dataclasses.is_dataclass(c) else c for c in cfgs]
+    payload = [PIPELINE_GENERATION, *configs]
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:length]

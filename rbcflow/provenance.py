@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from rbcflow import __version__
+from rbcflow.config import PIPELINE_GENERATION
 from rbcflow.errors import VideoReadError
 
 FULL_HASH_LIMIT = 256 * 1024**2
@@ -229,7 +230,8 @@ def run_record(
     ----------
     input_info : dict from :func:`input_fingerprint` (plus, e.g., frames, fps, frame shape).
     parameters : all parameters, as plain dicts (``config.to_dict``), by stage.
-    params_id : short hash of ``parameters`` (``config.params_id``).
+    params_id : short hash of ``parameters`` and the pipeline generation (``config.params_id``;
+        the generation, :data:`rbcflow.config.PIPELINE_GENERATION`, is recorded too).
     models : ``{"stage1": {"checksum", "dir"}, "stage2": {...}}``.
     started, finished : ISO 8601 times (:func:`now_iso`).
     warnings : problems that did not stop the analysis (truncated file, short video ...).
@@ -245,6 +247,7 @@ def run_record(
             "finished": finished,
             "input": dict(input_info),
             "params_id": params_id,
+            "pipeline_generation": PIPELINE_GENERATION,
             "parameters": dict(parameters),
             "models": dict(models),
             "warnings": list(warnings),

@@ -19,14 +19,24 @@ DETECTIONS  one row per object found in a frame (detection stage output)
 POSITIONS   one row per track and frame (tracking output; ``positions.csv``)
 TRACKS      one row per track (tracking output; ``tracks.csv``)
 TRUTH       one row per true cell and frame (synthetic generator; ``truth.csv``)
+TRACK_TRUTH one row per true track (synthetic generator; ``NAME.tracks.csv``)
 PREDICTIONS one row per sequence (classifier output; ``predictions.csv``)
+TRACK_CLASSIFIED  per-track probabilities, label and rule (analyze -> ``tracks.csv``)
+FEATURE_COLUMNS  per-track shape features (features -> ``tracks.csv``)
 DATASET     the authors' ``dataset.csv`` (unnamed index column, sequence_name, label, size)
-REPORT      one row per acquisition (``report.csv``)
+REPORT      one row per acquisition (the contract's columns of ``report.csv``)
+REPORT_COLUMNS  ``report.csv``'s full layout: REPORT, then where and how the row was made
+FRAME_STATS one row per frame (front-end side table: illumination and detections per frame)
+
+Objects
+-------
+GalleryItem one track shown in the report's gallery (pipeline -> report)
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -88,12 +98,56 @@ TRUTH: dict[str, str] = {
     "y": "float64",
 }
 
+TRACK_TRUTH: dict[str, str] = {
+    "track_id": "int64",
+    "label": "int64",  # TANK_TREADING, FLIPPING or UNRELIABLE
+    "kind": "object",  # tank-treading | flipping | defocus | overlap | focus_change | partial
+    "dynamics": "object",  # tank-treading | flipping: what the cell does underneath
+    "first_frame": "int64",
+    "last_frame": "int64",
+    "n_frames": "int64",
+    "x_start": "float64",
+    "x_end": "float64",
+    "y_mean": "float64",
+    "speed": "float64",  # pixels per frame
+    "diameter": "float64",  # face-on diameter, pixels
+    "period": "float64",  # flip or membrane period, frames
+    "aspect_mean": "float64",  # projected minor/major axis ratio over the track
+    "aspect_std": "float64",
+}
+
 PREDICTIONS: dict[str, str] = {
     "sequence_name": "object",
     "p_reliable": "float64",
     "p_tank_treading": "float64",
     "label": "object",  # one of LABEL_NAMES values
 }
+
+TRACK_CLASSIFIED: dict[str, str] = {
+    "p_reliable": "float64",
+    "p_tank_treading": "float64",
+    "label": "object",  # tank-treading, flipping or unreliable (classify.labels.label_tracks)
+    "rule": "object",  # why the front end's geometry made the track unreliable, or empty
+}
+"""Columns ``tracks.csv`` adds after :data:`TRACKS`, before the shape features."""
+
+FEATURE_COLUMNS: dict[str, str] = {
+    "shape_frames": "float64",  # share of the track's frames where a cell was segmented, [0, 1]
+    "area_mean": "float64",  # mean segmented cell area, pixels (of the crop)
+    "ar_mean": "float64",  # mean projected aspect ratio (major / minor axis, >= 1)
+    "ar_std": "float64",  # temporal standard deviation of the aspect ratio
+    "orientation_mean": "float64",  # axial mean orientation of the major axis, degrees in (-90, 90]
+    "orientation_std": "float64",  # axial circular standard deviation of the orientation, degrees
+    "ar_osc_power": "float64",  # share of the aspect ratio's variance in its dominant frequency
+    "ar_osc_period": "float64",  # period of that dominant oscillation, frames
+}
+"""Shape-feature columns that :func:`rbcflow.classify.features.track_features` adds to
+``tracks.csv`` (dtype per column; NaN when a track has too few segmented frames for the
+measure)."""
+
+TRACKS_CSV = (*TRACKS, *TRACK_CLASSIFIED, *FEATURE_COLUMNS)
+"""The first columns of ``analyze``'s ``tracks.csv``, in order (further front-end columns
+follow)."""
 
 DATASET_COLUMNS = ["", "sequence_name", "label", "size"]
 """Header of the authors' ``dataset.csv`` (first column is an unnamed integer index)."""
@@ -118,6 +172,39 @@ REPORT: dict[str, str] = {
     "stage2_model": "object",
 }
 REPORT_STATUSES = ("ok", "failed", "skipped")
+REPORT_COLUMNS: dict[str, str] = {
+    **REPORT,
+    "output": "object",  # the acquisition's folder, relative to the output folder
+    "params_id": "object",  # short hash of all parameters (config.params_id)
+    "input_hash": "object",  # short input fingerprint (provenance.input_fingerprint)
+    "analysed_at": "object",  # ISO 8601 time the analysis finished
+}
+"""``report.csv``'s columns, declared once: the contract's :data:`REPORT` ones, then the
+acquisition's output folder, parameters id, input fingerprint and analysis time."""
+
+FRAME_STATS: dict[str, str] = {
+    "frame": "int64",
+    "mean_intensity": "float64",
+    "n_detections": "int64",
+}
+"""Per-frame side table of the front end (``FrontEndResult.frame_stats``), read by the report's
+illumination-drift and detection-rate indicators."""
+
+
+@dataclass
+class GalleryItem:
+    """One track shown in the report's gallery.
+
+    strip : (31, 31 * K) uint8 ndarray, K frames of the track side by side.
+    """
+
+    track_id: int
+    label: str
+    p_reliable: float
+    p_tank_treading: float
+    strip: np.ndarray
+    n_frames: int = 0
+    features: dict[str, float] = field(default_factory=dict)
 
 
 class SchemaError(ValueError):

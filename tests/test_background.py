@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 from _frontend_util import ArrayReader
 
-from rbcflow.background import estimate_background, median_stack, sample_indices, samples_that_fit
 from rbcflow.config import BackgroundConfig
+from rbcflow.frontend.background import (
+    estimate_background,
+    median_stack,
+    sample_indices,
+    samples_that_fit,
+)
 
 
 def test_sample_indices_even_spacing_and_short_videos():
@@ -83,7 +88,7 @@ class _SlowSeekReader(ArrayReader):
 
 
 def test_samples_taken_sequentially_when_seeking_is_dear():
-    from rbcflow.background import read_samples
+    from rbcflow.frontend.background import read_samples
 
     frames = [np.full((4, 5), i, np.uint8) for i in range(60)]
     idx = sample_indices(60, 10)
@@ -107,8 +112,8 @@ class _StopsEarlyReader(_SlowSeekReader):
 
 
 def test_sequential_samples_of_a_video_that_stops_early_fail_clearly():
-    from rbcflow.background import read_samples
     from rbcflow.errors import VideoReadError
+    from rbcflow.frontend.background import read_samples
 
     reader = _StopsEarlyReader([np.full((4, 5), i, np.uint8) for i in range(60)])
     with pytest.raises(VideoReadError, match="stop before frame 59 of 60.*frame 30 cannot"):

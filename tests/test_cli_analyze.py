@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from rbcflow.cli import main
-from rbcflow.reporting import REPORT_COLUMNS
+from rbcflow.schema import REPORT_COLUMNS
 from rbcflow.synthetic import SynthConfig, write_acquisition
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,9 +46,9 @@ class StandIn:
 
 @pytest.fixture
 def stand_in(monkeypatch):
-    import rbcflow.inference
+    import rbcflow.classify.inference
 
-    monkeypatch.setattr(rbcflow.inference, "load_classifier", lambda *a, **k: StandIn())
+    monkeypatch.setattr(rbcflow.classify.inference, "load_classifier", lambda *a, **k: StandIn())
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from _frontend_util import cell_image
 
-from rbcflow.crops import CropCutter, crop_diameter, crop_track, equivalent_diameter
+from rbcflow.frontend.crops import CropCutter, crop_diameter, crop_track, equivalent_diameter
 
 
 def ramp(shape=(100, 120)):

@@ -7,16 +7,9 @@ import pytest
 from _frontend_util import cell_image
 
 from rbcflow.config import DetectionConfig
-from rbcflow.detection import (
-    FrameDetector,
-    auto_threshold,
-    clipped_std,
-    detect_frame,
-    effective_window,
-    footprint_radius,
-    local_std,
-    refine_centroids,
-)
+from rbcflow.frontend.detection import FrameDetector, detect_frame
+from rbcflow.frontend.footprints import footprint_radius, refine_centroids
+from rbcflow.frontend.variance import auto_threshold, clipped_std, effective_window, local_std
 from rbcflow.schema import DETECTIONS
 
 
@@ -124,3 +117,26 @@ def test_coarse_components_exact_statistics():
     np.testing.assert_allclose(c.xy, [[9.5, 11.5], [69.5, 41.5]])
     assert c.extent.tolist() == [12, 24]
     assert c.offset == pytest.approx(float(frame.mean()) - 100.0)
+
+
+def test_calibration_computes_each_variance_image_once(monkeypatch):
+    """The calibration frames' variance images serve the threshold and the detections alike:
+    each is computed once, and the threshold and noise are those of FrameDetector.calibrate."""
+    from rbcflow.config import FrontEndConfig
+    from rbcflow.frontend.calibration import calibrate
+
+    rng = np.random.default_rng(6)
+    bg = np.full((96, 128), 120, np.float32)
+    samples = np.stack(
+        [cell_image((96, 128), [(20 + 4 * k, 50.0)], noise=3.5, rng=rng) for k in range(20)]
+    )
+    calls = []
+    variance = FrameDetector.variance
+    monkeypatch.setattr(
+        FrameDetector, "variance", lambda self, f: calls.append(1) or variance(self, f)
+    )
+    cal = calibrate(bg, samples, FrontEndConfig(), np.uint8)
+    assert len(calls) == 12
+    ref = FrameDetector.calibrate(bg, samples)
+    assert (cal.detector.threshold, cal.detector.noise) == (ref.threshold, ref.noise)
+    assert 8 < cal.diameter < 16 and cal.cell_area > 0 and cal.gain == 1.0

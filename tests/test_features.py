@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rbcflow.features import (
-    FEATURE_COLUMNS,
+from rbcflow.classify.features import (
     dominant_oscillation,
     mask_shape,
     segment_cells,
     track_features,
 )
+from rbcflow.schema import FEATURE_COLUMNS
 
 
 def ellipse_crop(

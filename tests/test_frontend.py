@@ -11,13 +11,13 @@ from click.testing import CliRunner
 from rbcflow.cli import main
 from rbcflow.config import FrontEndConfig
 from rbcflow.errors import NoCellsError, VideoReadError
-from rbcflow.frontend import FRAME_STATS, prefetch, progress_total, run_frontend
+from rbcflow.frontend.run import prefetch, progress_total, run_frontend
+from rbcflow.frontend.scoring import score_tracks
 from rbcflow.io.avi import write_avi
 from rbcflow.io.sequences import read_dataset
 from rbcflow.io.video import open_video
-from rbcflow.schema import POSITIONS, TRACKS
+from rbcflow.schema import FRAME_STATS, POSITIONS, TRACKS
 from rbcflow.synthetic import SynthConfig, render_acquisition
-from rbcflow.tracking import score_tracks
 
 
 @pytest.fixture(scope="module")

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from rbcflow.classify.inference import Classifier, load_classifier, resolve_device
+from rbcflow.classify.labels import label_tracks
+from rbcflow.classify.model_folder import default_model_dir
 from rbcflow.config import ReportConfig
 from rbcflow.errors import ModelError
-from rbcflow.inference import (
-    Classifier,
-    default_model_dir,
-    evaluate,
-    load_classifier,
-    resolve_device,
-)
 from rbcflow.schema import LABEL_NAMES, SchemaError
+from rbcflow.training.evaluation import evaluate
 
 
 @pytest.fixture(scope="module")
@@ -49,27 +47,63 @@ def test_predict_contract(shipped):
     seqs = [rng.integers(100, 140, (t, 31, 31), dtype=np.uint8) for t in (1, 6, 20, 57)]
     calls = []
     pred = shipped.predict(seqs, batch_size=3, progress=calls.append)
-    assert list(pred.columns) == ["p_reliable", "p_tank_treading", "label"]
+    assert list(pred.columns) == ["p_reliable", "p_tank_treading"]  # probabilities only
     assert len(pred) == 4 and sum(calls) == 4
     assert pred.p_reliable.between(0, 1).all() and pred.p_tank_treading.between(0, 1).all()
-    assert set(pred.label) <= set(LABEL_NAMES.values())
+    assert set(label_tracks(pred.p_reliable, pred.p_tank_treading)) <= set(LABEL_NAMES.values())
     # Order and batching do not change the answer.
     again = shipped.predict(seqs[::-1], batch_size=256)
     np.testing.assert_allclose(again.p_reliable[::-1], pred.p_reliable, atol=1e-5)
     np.testing.assert_allclose(again.p_tank_treading[::-1], pred.p_tank_treading, atol=1e-5)
-    assert shipped.predict([]).shape == (0, 3)
+    assert shipped.predict([]).shape == (0, 2)
     with pytest.raises(SchemaError):
         shipped.predict([np.zeros((5, 32, 31), np.uint8)])
 
 
-def test_labels_follow_thresholds(shipped):
-    clf = Classifier(
-        shipped.stage1,
-        shipped.stage2,
-        thresholds=ReportConfig(reliable_threshold=0.7, flipping_threshold=0.6),
-    )
-    labels = clf.label(np.array([0.69, 0.7, 0.9, 0.9]), np.array([0.0, 0.5, 0.41, 0.39]))
+def test_labels_follow_thresholds():
+    cfg = ReportConfig(reliable_threshold=0.7, flipping_threshold=0.6)
+    labels = label_tracks(np.array([0.69, 0.7, 0.9, 0.9]), np.array([0.0, 0.5, 0.41, 0.39]), cfg)
     assert labels.tolist() == ["unreliable", "tank-treading", "tank-treading", "flipping"]
+    assert not hasattr(Classifier, "label")  # one label rule: rbcflow.classify.labels
+
+
+class _Fixed:
+    """A classifier that returns given probabilities."""
+
+    def __init__(self, p_rel, p_tt):
+        self.p = pd.DataFrame({"p_reliable": p_rel, "p_tank_treading": p_tt})
+
+    def predict(self, sequences, *, batch_size=256, progress=None):
+        return self.p.iloc[: len(sequences)].reset_index(drop=True)
+
+
+def test_evaluate_scores_the_label_rule():
+    """Stage 1 as the label rule calls it; stage 2 on every truly reliable sequence, also those
+    stage 1 rejects; fractions among the sequences called reliable."""
+    p_rel = np.array([0.9, 0.9, 0.2, 0.6, 0.4, 0.8])
+    p_tt = np.array([0.8, 0.3, 0.1, 0.45, 0.9, 0.2])
+    truth = [0, 1, 1, 0, 2, 2]
+    names = ["A_1", "A_2", "A_3", "B_1", "B_2", "B_3"]
+    cfg = ReportConfig(reliable_threshold=0.5, flipping_threshold=0.5)
+    res = evaluate(
+        _Fixed(p_rel, p_tt), names, [np.zeros((6, 31, 31), np.uint8)] * 6, truth, cfg=cfg
+    )
+    pred = res["predictions"]
+    assert list(pred.columns) == [
+        "sequence_name",
+        "p_reliable",
+        "p_tank_treading",
+        "label",
+        "truth",
+    ]
+    assert pred.label.tolist() == label_tracks(p_rel, p_tt, cfg).tolist()
+    assert res["stage1"]["confusion"] == [[1, 1], [1, 3]]
+    # sequence A_3 (flipping, rejected by stage 1) still counts for stage 2: p_tt 0.1 = flipping
+    assert res["stage2"]["confusion"] == [[1, 1], [0, 2]]
+    acq = res["acquisitions"].set_index("acquisition")
+    assert acq.reliable_true.tolist() == [3, 1] and acq.reliable_est.tolist() == [2, 2]
+    assert acq.tt_fraction_true.tolist() == [1 / 3, 1.0]
+    assert acq.tt_fraction_est.tolist() == [0.5, 0.0]
 
 
 def test_stage_mismatch_and_devices(shipped):

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from rbcflow.kernels import correlation_peaks, footprint_centroids
+from rbcflow.frontend.kernels import correlation_peaks, footprint_centroids
 
 
 def _disc(shape, cx, cy, radius, level, contrast):
@@ -110,7 +110,7 @@ def test_compiled_without_a_writable_cache(tmp_path):
     import sys
 
     code = (
-        "from rbcflow.kernels import compiled\n"
+        "from rbcflow.frontend.kernels import compiled\n"
         "ns = {}\n"
         "exec(compile('def f(x):\\n    return x + 1\\n', '/proc/nowhere/f.py', 'exec'), ns)\n"
         "print(compiled(ns['f'])(41))\n"

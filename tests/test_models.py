@@ -8,21 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from rbcflow.classify.model_folder import folder_checksum, load_model, read_config, save_model
+from rbcflow.classify.nets import CRNN, Ensemble, StackCNN, architecture_of, build_network
+from rbcflow.config import CRNNConfig, StackCNNConfig
 from rbcflow.errors import ModelError
-from rbcflow.models import (
-    CRNN,
-    CRNNConfig,
-    Ensemble,
-    StackCNN,
-    StackCNNConfig,
-    architecture_of,
-    build_network,
-    folder_checksum,
-    load_model,
-    read_config,
-    save_model,
-)
-from rbcflow.training import input_spec
+from rbcflow.training.loop import input_spec
 
 
 def _seeded(net_cls, cfg, seed=0):
@@ -155,7 +145,7 @@ def test_broken_model_folders(model_dir, damage):
         w = folder / "weights.safetensors"
         w.write_bytes(w.read_bytes()[:100])
         cfg = json.loads(cfg_path.read_text())
-        from rbcflow.models.folder import sha256_file
+        from rbcflow.classify.model_folder import sha256_file
 
         cfg["weights_sha256"] = sha256_file(w)
         cfg_path.write_text(json.dumps(cfg))

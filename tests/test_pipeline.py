@@ -7,6 +7,7 @@ the synthetic truth uses the shipped models.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 
@@ -15,20 +16,13 @@ import pandas as pd
 import pytest
 
 from rbcflow import schema
+from rbcflow.batch import OUTPUT_FILES, analyze_acquisition, analyze_batch
 from rbcflow.classify.labels import geometry_rules, label_tracks, summarize
-from rbcflow.config import FrontEndConfig, ReportConfig, TrackingConfig
+from rbcflow.config import PIPELINE_GENERATION, FrontEndConfig, ReportConfig, TrackingConfig
 from rbcflow.errors import OutputError
-from rbcflow.features import FEATURE_COLUMNS
-from rbcflow.pipeline import (
-    OUTPUT_FILES,
-    AnalysisSettings,
-    analyze_acquisition,
-    analyze_batch,
-    check_output_dir,
-    claim_output,
-    safe_folder_name,
-)
-from rbcflow.reporting import REPORT_COLUMNS
+from rbcflow.io.folders import check_output_dir, claim_output, safe_folder_name
+from rbcflow.pipeline import AnalysisSettings, analyze
+from rbcflow.schema import FEATURE_COLUMNS, REPORT_COLUMNS
 from rbcflow.synthetic import SynthConfig, write_acquisition
 
 
@@ -75,16 +69,22 @@ def run_json(folder):
 
 
 def test_one_acquisition_outputs(acquisitions, tmp_path):
-    row = analyze_acquisition(acquisitions / "one.tif", tmp_path, StandIn())
+    res = analyze_acquisition(acquisitions / "one.tif", tmp_path, StandIn())
+    row = res.row
     folder = tmp_path / "one"
     assert sorted(p.name for p in folder.iterdir()) == sorted([*OUTPUT_FILES, ".source"])
+    # what was written is what was returned
+    pd.testing.assert_frame_equal(
+        pd.read_csv(folder / "tracks.csv"), pd.read_csv(io.StringIO(res.tracks.to_csv(index=False)))
+    )
+    assert run_json(folder)["result"]["tank_treading"] == row["tank_treading"]
     assert set(row) == set(REPORT_COLUMNS)
     assert row["status"] == "ok" and row["acquisition"] == "one"
     assert row["frames"] == SMALL.n_frames and row["fps"] == 60.0
     assert row["duration_s"] == pytest.approx(SMALL.n_frames / 60)
     assert row["stage1_model"] == "a" * 12
 
-    tracks = pd.read_csv(folder / "tracks.csv")
+    tracks = res.tracks
     head = list(schema.TRACKS) + ["p_reliable", "p_tank_treading", "label", "rule"]
     assert list(tracks.columns[: len(head)]) == head
     assert set(FEATURE_COLUMNS) <= set(tracks.columns)
@@ -99,15 +99,16 @@ def test_one_acquisition_outputs(acquisitions, tmp_path):
     assert tracks.shape_frames.median() > 0.9
     assert tracks.ar_mean.between(1.0, 3.0).all()
 
-    positions = pd.read_csv(folder / "positions.csv")
+    positions = res.positions
     assert list(positions.columns) == list(schema.POSITIONS)
     assert set(positions.track_id) == set(tracks.track_id)
     per_track = positions.groupby("track_id").size()
     assert (per_track.loc[tracks.track_id].to_numpy() == tracks.n_frames.to_numpy()).all()
 
-    record = run_json(folder)
+    record = res.record
     assert record["result"]["tank_treading"] == row["tank_treading"]
     assert record["input"]["frames"] == SMALL.n_frames
+    assert record["pipeline_generation"] == PIPELINE_GENERATION
     assert record["parameters"]["frontend"]["tracking"]["min_length"] == 6
     assert record["models"]["stage1"]["checksum"] == "a" * 64
     page = (folder / "report.html").read_text()
@@ -118,23 +119,22 @@ def test_one_acquisition_outputs(acquisitions, tmp_path):
 
 
 def test_threaded_and_inline_classification_agree(acquisitions, tmp_path):
-    a = analyze_acquisition(acquisitions / "one.tif", tmp_path / "a", StandIn(), threaded=True)
-    b = analyze_acquisition(acquisitions / "one.tif", tmp_path / "b", StandIn(), threaded=False)
+    a = analyze(acquisitions / "one.tif", StandIn(), threaded=True)
+    b = analyze(acquisitions / "one.tif", StandIn(), threaded=False)
     for k in ("tracks", "reliable", "tank_treading", "flipping", "tank_treading_fraction"):
-        assert a[k] == b[k]
-    ta = pd.read_csv(tmp_path / "a" / "one" / "tracks.csv")
-    tb = pd.read_csv(tmp_path / "b" / "one" / "tracks.csv")
-    pd.testing.assert_frame_equal(ta, tb)
+        assert a.row[k] == b.row[k]
+    pd.testing.assert_frame_equal(a.tracks, b.tracks)
+    assert not list(tmp_path.iterdir())  # analyze computes; it writes nothing
 
 
 def test_no_reliable_track_is_ok_without_fraction(acquisitions, tmp_path):
-    row = analyze_acquisition(acquisitions / "one.tif", tmp_path, StandIn(reliable=False))
+    res = analyze(acquisitions / "one.tif", StandIn(reliable=False))
+    row = res.row
     assert row["status"] == "ok"
     assert row["reliable"] == 0 and row["tracks"] > 0
     assert row["tank_treading_fraction"] is None and row["ci_low"] is None
     assert "no reliable track" in row["message"]
-    report = pd.read_csv(tmp_path / "one" / "tracks.csv")
-    assert (report.label == "unreliable").all()
+    assert (res.tracks.label == "unreliable").all()
 
 
 def test_batch_failures_skips_and_reruns(acquisitions, tmp_path):
@@ -268,18 +268,17 @@ def test_geometry_rules_catch_partial_and_paired_cells(tmp_path):
     makes the cut cells and most pairs unreliable, and never a true single cell. (When pairs
     are a large share of all objects the one-cell reference rises and fewer are caught: see
     frontend.one_cell_area.)"""
-    from rbcflow.tracking import score_tracks
+    from rbcflow.frontend.scoring import score_tracks
 
     cfg = SynthConfig(
         width=480, height=320, n_frames=900, cells_in_view=12, unreliable_fraction=0.5
     )
     write_acquisition(tmp_path / "geo.tif", cfg, rng=11)
-    analyze_acquisition(tmp_path / "geo.tif", tmp_path / "out", StandIn())
-    folder = tmp_path / "out" / "geo"
-    tracks = pd.read_csv(folder / "tracks.csv", keep_default_na=False)
+    res = analyze(tmp_path / "geo.tif", StandIn())
+    tracks = res.tracks.copy()
     truth = pd.read_csv(tmp_path / "geo.truth.csv")
     kinds = pd.read_csv(tmp_path / "geo.tracks.csv").set_index("track_id")["kind"]
-    pairs = score_tracks(pd.read_csv(folder / "positions.csv"), truth)["pairs"]
+    pairs = score_tracks(res.positions, truth)["pairs"]
     tracks["kind"] = tracks.track_id.map(pairs).map(kinds)
     by_kind = tracks.dropna(subset=["kind"]).groupby("kind")["rule"]
     single = tracks[tracks.kind.isin(["tank-treading", "flipping"])]
@@ -298,8 +297,8 @@ def test_geometry_rules_catch_partial_and_paired_cells(tmp_path):
 
 @pytest.fixture(scope="module")
 def shipped_classifier():
+    from rbcflow.classify.inference import load_classifier
     from rbcflow.errors import ModelError
-    from rbcflow.inference import load_classifier
 
     try:
         return load_classifier()
@@ -336,7 +335,7 @@ def test_fraction_close_to_truth_on_real_cells(tmp_path, shared_data, shipped_cl
     )
     reliable = truth[truth["label"] != schema.UNRELIABLE]
     expected = float((reliable["label"] == schema.TANK_TREADING).mean())
-    row = analyze_acquisition(tmp_path / "real.tif", tmp_path / "out", shipped_classifier)
+    row = analyze(tmp_path / "real.tif", shipped_classifier).row
     assert row["status"] == "ok"
     assert abs(row["tracks"] - len(truth)) <= 0.1 * len(truth)
     assert abs(row["reliable"] - len(reliable)) <= 0.25 * len(reliable)
@@ -353,8 +352,7 @@ def test_predictions_land_on_their_own_tracks(acquisitions, tmp_path):
     crops = {}
     with open_video(acquisitions / "one.tif") as reader:
         run_frontend(reader, on_track=lambda row, c: crops.__setitem__(row["track_id"], c))
-    analyze_acquisition(acquisitions / "one.tif", tmp_path, StandIn())
-    tracks = pd.read_csv(tmp_path / "one" / "tracks.csv").set_index("track_id")
+    tracks = analyze(acquisitions / "one.tif", StandIn()).tracks.set_index("track_id")
     assert set(tracks.index) == set(crops)
     direct = StandIn().predict([crops[i] for i in tracks.index])
     np.testing.assert_allclose(tracks["p_tank_treading"], direct["p_tank_treading"])

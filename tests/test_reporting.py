@@ -17,9 +17,7 @@ from hypothesis import strategies as st
 from rbcflow import schema
 from rbcflow.errors import OutputError
 from rbcflow.io.outputs import atomic_output, write_csv_atomic, write_json_atomic
-from rbcflow.reporting import (
-    REPORT_COLUMNS,
-    GalleryItem,
+from rbcflow.report import (
     merge_report,
     read_report,
     render_html,
@@ -27,6 +25,7 @@ from rbcflow.reporting import (
     write_report_csv,
     write_report_html,
 )
+from rbcflow.schema import REPORT_COLUMNS, GalleryItem
 
 EVIL = "<script>alert(1)</script>"
 

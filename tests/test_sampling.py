@@ -5,8 +5,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from skimage.metrics import structural_similarity
 
-from rbcflow.sampling import (
+from rbcflow.classify.sampling import (
+    border_ring,
     consecutive_ssim,
     normalise,
     pad_frames,
@@ -14,9 +16,14 @@ from rbcflow.sampling import (
     similarity_indices,
     similarity_indices_many,
     ssim_batch,
-    ssim_reference,
     uniform_indices,
 )
+
+
+def ssim_reference(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
+    """SSIM by scikit-image, the reference our batched SSIM is checked against (scikit-image
+    is a test dependency only: nothing shipped imports it)."""
+    return float(structural_similarity(a, b, data_range=data_range))
 
 
 def cell(angle_deg: float, axes=(6, 3), bg=120, rim=70, size=31) -> np.ndarray:
@@ -114,6 +121,20 @@ def test_normalise_does_not_depend_on_illumination():
     assert dim.dtype == np.float32
     assert abs(float(np.median(dim[:, :2, :]))) < 1e-6  # background maps to 0
     assert dim.min() < -2  # the dark rim is clearly negative
+
+
+def test_border_ring_is_the_crop_border():
+    """The one background sample of normalise and of the features' segmentation: the pixels
+    within ``width`` of the edges, the same set as the explicit four strips."""
+    x = np.random.default_rng(1).integers(0, 256, (3, 31, 29)).astype(np.float32)
+    for w in (1, 2, 3):
+        strips = [x[:, :w, :], x[:, -w:, :], x[:, w:-w, :w], x[:, w:-w, -w:]]
+        expected = np.concatenate([a.reshape(3, -1) for a in strips], axis=1)
+        ring = border_ring(x, w)
+        assert ring.shape == expected.shape
+        np.testing.assert_array_equal(np.sort(ring, axis=1), np.sort(expected, axis=1))
+    bg = float(np.median(border_ring(x, 2)))
+    np.testing.assert_array_equal(normalise(x), (x - bg) / np.float32(0.1 * bg))
 
 
 def test_pad_frames():

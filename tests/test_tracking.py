@@ -8,14 +8,11 @@ import pytest
 from _frontend_util import cell_image
 
 from rbcflow.config import TrackingConfig
+from rbcflow.frontend.correlation import correlation_shift
+from rbcflow.frontend.scoring import score_tracks
+from rbcflow.frontend.tracking import Linker, link_iter, track_frames
+from rbcflow.frontend.tracks import tracks_to_tables
 from rbcflow.schema import POSITIONS, TRACKS
-from rbcflow.tracking import (
-    Linker,
-    correlation_shift,
-    score_tracks,
-    track_frames,
-    tracks_to_tables,
-)
 
 BG = np.zeros((100, 400), np.float32)
 
@@ -180,3 +177,15 @@ def test_score_tracks_exact():
     assert s["median_error"] == pytest.approx(0.5)
     assert s["pairs"] == {7: 1}
     assert s["coverage"] == pytest.approx(0.5)
+
+
+def test_link_iter_yields_every_frame_then_the_end():
+    """The per-frame loop under track_frames and run_frontend: one step per frame (index,
+    frame, tracks ended there), then the tracks still active at the end."""
+    link = Linker(BG, TrackingConfig(refine=False))
+    dets = ((None, np.array([[10.0 + 4 * t, 50.0]]), np.array([30.0])) for t in range(8))
+    steps = list(link_iter(link, dets))
+    assert [t for t, _, _ in steps] == list(range(9))
+    assert all(not done for _, _, done in steps[:-1])
+    (tr,) = steps[-1][2]
+    assert steps[-1][1] is None and tr.frames == list(range(8)) and tr.areas == [30.0] * 8

@@ -10,12 +10,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from rbcflow.augment import UNRELIABLE_KINDS, augment, make_unreliable
+from rbcflow.classify.model_folder import load_model
+from rbcflow.classify.sampling import normalise
 from rbcflow.cli import main
+from rbcflow.config import CRNNConfig, StackCNNConfig, TrainConfig
 from rbcflow.io.sequences import Sequence, write_dataset
-from rbcflow.models import CRNNConfig, StackCNNConfig, load_model
-from rbcflow.sampling import normalise
-from rbcflow.training import TrainConfig, binary_metrics, stage_target, train
+from rbcflow.training.augment import UNRELIABLE_KINDS, augment, make_unreliable
+from rbcflow.training.loop import train
+from rbcflow.training.metrics import binary_metrics, stage_target
 
 
 def toy_cell(label: int, t: int, rng: np.random.Generator) -> np.ndarray:

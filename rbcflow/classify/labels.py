@@ -26,22 +26,40 @@ def label_tracks(
     *,
     border_cut: np.ndarray | None = None,
     size_ratio: np.ndarray | None = None,
+    rule: np.ndarray | None = None,
 ) -> np.ndarray:
     """Labels from the two probabilities and the report thresholds.
 
     A track is reliable when ``p_reliable >= reliable_threshold`` and no geometric rule of
     :func:`geometry_rules` rejects it; a reliable track is flipping when
-    ``1 - p_tank_treading >= flipping_threshold``, tank-treading otherwise.
+    ``1 - p_tank_treading >= flipping_threshold``, tank-treading otherwise. A NaN
+    ``p_reliable`` counts as 0 (unreliable), a NaN ``p_tank_treading`` as 0.5.
+
+    Parameters
+    ----------
+    p_reliable, p_tank_treading : (N,) float arrays, stage 1's and stage 2's probabilities.
+    cfg : thresholds and geometric limits (:class:`~rbcflow.config.ReportConfig`).
+    border_cut, size_ratio : (N,) float arrays of the front end's geometry, or None (sequences
+        cut by another front end have none: no geometric rule applies).
+    rule : (N,) object array, :func:`geometry_rules` already computed for these tracks (so it
+        runs once per track); computed here from ``border_cut``/``size_ratio`` when None.
 
     Returns
     -------
     (N,) object ndarray of ``tank-treading``, ``flipping``, ``unreliable``.
+
+    Examples
+    --------
+    >>> list(label_tracks([0.9, 0.9, 0.2], [0.8, 0.3, 0.9]))
+    ['tank-treading', 'flipping', 'unreliable']
     """
     cfg = cfg or ReportConfig()
     p_rel = np.asarray(p_reliable, dtype=float)
     p_tt = np.asarray(p_tank_treading, dtype=float)
+    if rule is None:
+        rule = geometry_rules(len(p_rel), cfg, border_cut, size_ratio)
     reliable = np.nan_to_num(p_rel, nan=0.0) >= cfg.reliable_threshold
-    reliable &= geometry_rules(len(p_rel), cfg, border_cut, size_ratio) == ""
+    reliable &= np.asarray(rule, dtype=object) == ""
     flipping = (1 - np.nan_to_num(p_tt, nan=0.5)) >= cfg.flipping_threshold
     out = np.where(
         ~reliable,

@@ -56,8 +56,8 @@ def result_line(row: dict, report: Path | None) -> str:
     "scale",
     metavar="FACTOR|auto",
     callback=parse_scale,
-    help="Resample crops by FACTOR so cells look ~11 px across as in training "
-    "(auto: measured per video) [default: 1, the video's scale].",
+    help=f"Resample crops by FACTOR so cells look ~{CropConfig().target_diameter:.0f} px across "
+    "as in training (auto: measured per video) [default: 1, the video's scale].",
 )
 @click.option(
     "--models-stage1",
@@ -92,7 +92,9 @@ def analyze(paths, out, fps, scale, models_stage1, models_stage2, device, force,
       rbcflow analyze /data/2024-05-12/ --out results/ --quiet
       rbcflow analyze run1.avi run2.avi --scale auto --force
     """
-    from rbcflow.pipeline import AnalysisSettings, analyze_batch, check_output_dir
+    from rbcflow.batch import analyze_batch
+    from rbcflow.io.folders import check_output_dir
+    from rbcflow.pipeline import AnalysisSettings
 
     fe = FrontEndConfig()
     if fps is not None:
@@ -102,7 +104,7 @@ def analyze(paths, out, fps, scale, models_stage1, models_stage2, device, force,
 
     try:
         out_dir = check_output_dir(out)
-        from rbcflow.inference import load_classifier
+        from rbcflow.classify.inference import load_classifier
 
         classifier = load_classifier(models_stage1, models_stage2, device=device)
     except RbcflowError as exc:

@@ -2,18 +2,41 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
 from rbcflow.cli.main import CONTEXT_SETTINGS, main, progress_bar, report_error
+from rbcflow.config import CRNNConfig, InferenceConfig, ReportConfig, StackCNNConfig, TrainConfig
 from rbcflow.errors import DatasetError, ModelError, OutputError, RbcflowError
 
 DEVICE_HELP = "Torch device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1 ..."
+BATCH_SIZE = InferenceConfig().batch_size
+
+
+def _arch_name(cfg: TrainConfig) -> str:
+    return "cnn" if isinstance(cfg.network_config(), StackCNNConfig) else "crnn"
+
+
+def _channels(cfg: TrainConfig) -> str:
+    net = cfg.network_config()
+    return ",".join(str(c) for c in net.channels) if isinstance(net, CRNNConfig) else ""
+
+
+def _stage_option(name: str, get: Callable[[TrainConfig], Any], help: str = "", **kw: Any):
+    """A train option defaulting to :meth:`TrainConfig.for_stage`'s value: click's default when
+    both stages share it, else None (the stage's, filled in by the command), and the help says
+    ``[stage 1: A, stage 2: B]``."""
+    one, two = (get(TrainConfig.for_stage(stage)) for stage in (1, 2))
+    if one == two:
+        return click.option(name, default=one, show_default=True, help=help or None, **kw)
+    return click.option(name, help=f"{help} [stage 1: {one}, stage 2: {two}].".lstrip(), **kw)
 
 
 def _read_sets(folders: tuple[str, ...]) -> list:
@@ -34,7 +57,7 @@ def _split_names(values: tuple[str, ...]) -> set[str]:
     "--stage",
     type=click.IntRange(1, 2),
     required=True,
-    help="1: reliable vs unreliable (C-RNN); 2: tank-treading vs flipping (CNN).",
+    help="1: reliable vs unreliable; 2: tank-treading vs flipping (both C-RNN by default).",
 )
 @click.option(
     "--data",
@@ -59,37 +82,24 @@ def _split_names(values: tuple[str, ...]) -> set[str]:
     "repeated), e.g. BG1022_10s01.",
 )
 @click.option("--out", required=True, type=click.Path(), help="Model folder to write.")
-@click.option(
-    "--epochs", type=click.IntRange(1), default=None, help="Epochs [stage 1: 20, stage 2: 30]."
-)
-@click.option(
-    "--k",
-    type=click.IntRange(1),
-    default=None,
-    help="Frames per sequence [stage 1: 12, stage 2: 20].",
-)
-@click.option(
+# Defaults come from TrainConfig.for_stage (rbcflow.config), never from here.
+@_stage_option("--epochs", lambda c: c.epochs, "Epochs", type=click.IntRange(1))
+@_stage_option("--k", lambda c: c.k, "Frames per sequence", type=click.IntRange(1))
+@_stage_option(
     "--arch",
+    _arch_name,
+    "crnn: per-frame CNN + GRU; cnn: the K frames as channels of a residual CNN (stage 2).",
     type=click.Choice(["crnn", "cnn"]),
-    default="crnn",
-    show_default=True,
-    help="crnn: per-frame CNN + GRU; cnn: the K frames as channels of a residual CNN (stage 2).",
 )
-@click.option(
-    "--channels",
-    default="8,16,32,64",
-    show_default=True,
-    help="C-RNN per-frame CNN channels (the paper's: 8,32,64,128).",
-)
-@click.option("--batch-size", type=click.IntRange(2), default=32, show_default=True)
-@click.option("--lr", type=float, default=2e-3, show_default=True, help="Adam learning rate.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
+@_stage_option("--channels", _channels, "C-RNN per-frame CNN channels (the paper's: 8,32,64,128).")
+@_stage_option("--batch-size", lambda c: c.batch_size, type=click.IntRange(2))
+@_stage_option("--lr", lambda c: c.lr, "Adam learning rate.", type=float)
+@_stage_option("--seed", lambda c: c.seed, type=int)
+@_stage_option(
     "--synthetic-unreliable",
+    lambda c: c.synthetic_unreliable,
+    "Stage 1: share of each epoch's unreliable sample made from reliable sequences.",
     type=click.FloatRange(0, 1),
-    default=0.4,
-    show_default=True,
-    help="Stage 1: share of each epoch's unreliable sample made from reliable sequences.",
 )
 @click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
@@ -123,17 +133,20 @@ def train(
       rbcflow train --stage 2 --data labelled/ --val-acquisitions BK1024_10s01 \\
           --out models/my_stage2 --epochs 30
     """
-    from rbcflow.inference import resolve_device
-    from rbcflow.models import CRNNConfig, StackCNNConfig, save_model
-    from rbcflow.training import TrainConfig, model_config
-    from rbcflow.training import train as train_model
+    from rbcflow.classify.inference import resolve_device
+    from rbcflow.classify.model_folder import save_model
+    from rbcflow.training.loop import model_config
+    from rbcflow.training.loop import train as train_model
 
     try:
         out_p = Path(out)
         if (out_p / "config.json").exists() and not force:
             raise OutputError("a model folder exists there (use --force to replace it)", out_p)
         dev = resolve_device(device)
-        k = k or (12 if stage == 1 else 20)
+        base = TrainConfig.for_stage(stage)
+        k = k or base.k
+        arch = arch or _arch_name(base)
+        channels = channels or _channels(base)
         if arch == "cnn":
             if stage == 1:
                 raise click.UsageError("--arch cnn is for stage 2 (stage 1 takes any length)")
@@ -159,17 +172,11 @@ def train(
                 f"{sorted(overlap)} (validation figures will flatter the model)",
                 err=True,
             )
-        cfg = TrainConfig(
-            stage=stage,
-            k=k,
-            epochs=epochs or (20 if stage == 1 else 30),
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            augment=not no_augment,
-            synthetic_unreliable=synthetic_unreliable,
-            architecture=network,
-        )
+        given = dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+        given["synthetic_unreliable"] = synthetic_unreliable
+        given = {name: v for name, v in given.items() if v is not None}
+        augment = base.augment and not no_augment
+        cfg = dataclasses.replace(base, k=k, augment=augment, architecture=network, **given)
         from tqdm import tqdm
 
         shown = ("loss", "val_loss", "val_f1", "val_recall", "val_specificity")
@@ -247,7 +254,7 @@ def _print_metrics(title: str, m: dict) -> None:
 )
 @click.option("--json", "json_out", type=click.Path(), help="Also write the figures as JSON.")
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
-@click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=BATCH_SIZE, show_default=True)
 def evaluate(model_dirs, data, acquisitions, json_out, device, batch_size):
     """Score stage-1 and stage-2 models on labelled sequences.
 
@@ -261,9 +268,10 @@ def evaluate(model_dirs, data, acquisitions, json_out, device, batch_size):
       rbcflow evaluate models/stage1 models/stage2 --data labelled/
       rbcflow evaluate --data labelled/ --acquisitions P1_10s03,P2_10s01   # default models
     """
-    from rbcflow.inference import evaluate as run_evaluate
-    from rbcflow.inference import load_classifier
-    from rbcflow.models import read_config
+    from rbcflow.classify.inference import load_classifier
+    from rbcflow.classify.model_folder import read_config
+    from rbcflow.io.outputs import write_text_atomic
+    from rbcflow.training.evaluation import evaluate as run_evaluate
 
     try:
         chosen: dict[int, str] = {}
@@ -288,9 +296,21 @@ def evaluate(model_dirs, data, acquisitions, json_out, device, batch_size):
                 [s.name for s in seqs],
                 [s.frames for s in seqs],
                 [s.label for s in seqs],
+                cfg=ReportConfig(),
                 batch_size=batch_size,
                 progress=bar,
             )
+        if json_out:
+            payload = {
+                "stage1_model": str(clf.stage1_dir),
+                "stage1_checksum": clf.stage1_checksum,
+                "stage2_model": str(clf.stage2_dir),
+                "stage2_checksum": clf.stage2_checksum,
+                "stage1": res["stage1"],
+                "stage2": res["stage2"],
+                "acquisitions": res["acquisitions"].to_dict(orient="records"),
+            }
+            write_text_atomic(json_out, json.dumps(payload, indent=1, default=str) + "\n")
     except RbcflowError as exc:
         report_error(exc)
         sys.exit(1)
@@ -308,17 +328,6 @@ def evaluate(model_dirs, data, acquisitions, json_out, device, batch_size):
         "among those called reliable)"
     )
     click.echo(res["acquisitions"].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    if json_out:
-        payload = {
-            "stage1_model": str(clf.stage1_dir),
-            "stage1_checksum": clf.stage1_checksum,
-            "stage2_model": str(clf.stage2_dir),
-            "stage2_checksum": clf.stage2_checksum,
-            "stage1": res["stage1"],
-            "stage2": res["stage2"],
-            "acquisitions": res["acquisitions"].to_dict(orient="records"),
-        }
-        Path(json_out).write_text(json.dumps(payload, indent=1, default=str) + "\n")
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
@@ -327,7 +336,7 @@ def evaluate(model_dirs, data, acquisitions, json_out, device, batch_size):
 @click.option("--stage1", type=click.Path(), help="Stage-1 model folder [default model].")
 @click.option("--stage2", type=click.Path(), help="Stage-2 model folder [default model].")
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
-@click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=BATCH_SIZE, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing output file.")
 def classify(dataset, out, stage1, stage2, device, batch_size, force):
     """Classify every sequence of a set in the authors' format (dataset.csv + img/).
@@ -341,7 +350,9 @@ def classify(dataset, out, stage1, stage2, device, batch_size, force):
       rbcflow classify tracks/video1/sequences --out predictions.csv
     """
     from rbcflow import __version__
-    from rbcflow.inference import load_classifier
+    from rbcflow.classify.inference import load_classifier
+    from rbcflow.classify.labels import label_tracks
+    from rbcflow.io.outputs import write_table_atomic, write_text_atomic
     from rbcflow.io.sequences import iter_dataset
     from rbcflow.schema import PREDICTIONS, validate
 
@@ -356,12 +367,12 @@ def classify(dataset, out, stage1, stage2, device, batch_size, force):
             frames.append(s.frames)
         with progress_bar(len(frames), "classifying", unit="seq") as bar:
             pred = clf.predict(frames, batch_size=batch_size, progress=bar)
+        thr = ReportConfig()
+        pred["label"] = label_tracks(pred.p_reliable, pred.p_tank_treading, thr)
         pred.insert(0, "sequence_name", names)
         pred = validate(pred, PREDICTIONS, "predictions")
         out_p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out_p.with_name(f".{out_p.name}.tmp")
-        pred.to_csv(tmp, index=False)
-        os.replace(tmp, out_p)
+        write_table_atomic(out_p, pred, index=False)
         run = {
             "rbcflow_version": __version__,
             "command": "classify",
@@ -371,12 +382,10 @@ def classify(dataset, out, stage1, stage2, device, batch_size, force):
             "stage1_checksum": clf.stage1_checksum,
             "stage2_model": str(clf.stage2_dir),
             "stage2_checksum": clf.stage2_checksum,
-            "thresholds": {
-                "reliable": clf.thresholds.reliable_threshold,
-                "flipping": clf.thresholds.flipping_threshold,
-            },
+            "thresholds": {"reliable": thr.reliable_threshold, "flipping": thr.flipping_threshold},
         }
-        out_p.with_name(out_p.name + ".run.json").write_text(json.dumps(run, indent=1) + "\n")
+        run_path = out_p.with_name(out_p.name + ".run.json")
+        write_text_atomic(run_path, json.dumps(run, indent=1) + "\n")
     except RbcflowError as exc:
         report_error(exc)
         sys.exit(1)

@@ -1,145 +1,38 @@
-"""``rbcflow track``: the front end alone, video -> tracked 31x31 cell sequences."""
+"""``rbcflow track``: the front end alone, video -> tracked 31x31 cell sequences.
+
+The same front end as ``rbcflow analyze`` (:func:`rbcflow.pipeline.track`), without the
+classifiers; :func:`rbcflow.batch.track.track_to_folder` writes each input's folder.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import queue
-import shutil
 import sys
-import threading
 from pathlib import Path
 
 import click
-import numpy as np
 
 from rbcflow.cli.main import for_each_input, main, parse_scale, progress_bar
 from rbcflow.config import CropConfig, DetectionConfig, FrontEndConfig, ReaderConfig
-from rbcflow.errors import OutputError
-
-OUTPUT_FILES = ("positions.csv", "tracks.csv", "sequences", "run.json")
-"""What ``rbcflow track`` writes in ``OUT/NAME/``."""
-
-
-class _SequenceWriter:
-    """``on_track`` callback that streams crops to an authors'-format set in a thread.
-
-    :func:`rbcflow.io.sequences.write_dataset` consumes the sequences as they come (PNG
-    encoding overlaps the tracking), so no crop is held longer than its track.
-    """
-
-    def __init__(self, folder: Path, prefix: str):
-        from rbcflow.io.sequences import write_dataset
-
-        self._q: queue.Queue = queue.Queue(maxsize=64)
-        self.error: BaseException | None = None
-        self.count = 0
-
-        def items():
-            while True:
-                item = self._q.get()
-                if item is None:
-                    return
-                yield item
-
-        def work() -> None:
-            try:
-                self.count = write_dataset(folder, items())
-            except BaseException as exc:  # re-raised in the caller's thread
-                self.error = exc
-                while self._q.get() is not None:  # keep the producer from blocking
-                    pass
-
-        self.prefix = prefix
-        self._thread = threading.Thread(target=work, name="rbcflow-sequences", daemon=True)
-        self._thread.start()
-
-    def __call__(self, row: dict, crops: np.ndarray) -> None:
-        from rbcflow.io.sequences import Sequence
-
-        if self.error is not None:
-            raise self.error
-        self._q.put(Sequence(name=f"{self.prefix}_{int(row['track_id'])}", frames=crops))
-
-    def close(self) -> int:
-        self._q.put(None)
-        self._thread.join()
-        if self.error is not None:
-            raise self.error
-        return self.count
 
 
 def track_one(video: str, out: Path, cfg: FrontEndConfig, force: bool, quiet: bool) -> None:
-    """Run the front end on one input and write ``out/NAME/`` (through a temporary folder)."""
-    from rbcflow import config
-    from rbcflow.frontend import progress_total, run_frontend
-    from rbcflow.io.outputs import write_csv_atomic
-    from rbcflow.io.video import open_video
-    from rbcflow.provenance import input_fingerprint, now_iso, run_record, write_run_json
+    """Track one input into ``out/NAME/`` and say what was found."""
+    from rbcflow.batch.track import track_to_folder
 
-    source = Path(video)
-    name = source.name if source.is_dir() else source.stem
-    final = out / name
-    if final.exists() and not force:
-        raise OutputError("exists already (use --force to replace it)", final)
-    started = now_iso()
-    reader = open_video(source, fps=cfg.reader.fps, default_fps=cfg.reader.default_fps)
-    tmp = out / f".{name}.partial-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
-        tmp.mkdir(parents=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create: {exc.strerror or exc}", tmp) from exc
-    try:
-        with reader:
-            writer = _SequenceWriter(tmp / "sequences", name)
-            try:
-                with progress_bar(progress_total(reader, cfg), name, "frame", quiet) as bar:
-                    result = run_frontend(reader, cfg, progress=bar, on_track=writer)
-            finally:
-                n_seq = writer.close()
-            shape = [int(s) for s in reader.shape]
-        write_csv_atomic(tmp / "positions.csv", result.positions[["frame", "track_id", "x", "y"]])
-        write_csv_atomic(tmp / "tracks.csv", result.tracks)
-        record = run_record(
-            input_info={
-                **input_fingerprint(source),
-                "frames": result.n_frames,
-                "fps": result.fps,
-                "frame_shape": shape,
-            },
-            parameters={"frontend": config.to_dict(cfg)},
-            params_id=config.params_id(cfg),
-            models={},
-            started=started,
-            finished=now_iso(),
-            warnings=list(dict.fromkeys(result.warnings)),
-            result={
-                "tracks": len(result.tracks),
-                "sequences": n_seq,
-                "positions": len(result.positions),
-                "cell_diameter_px": result.cell_diameter,
-                "scale": result.scale,
-                "threshold": result.threshold,
-                "noise": result.noise,
-            },
-            timings=result.timings,
-            outputs=list(OUTPUT_FILES),
-        )
-        write_run_json(tmp / "run.json", record)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    name = Path(video).name
+
+    def bars(total, desc, unit):
+        return progress_bar(total, name if desc == "frames" else desc, unit, quiet)
+
+    done = track_to_folder(video, out, cfg, force=force, progress=bars)
+    result = done.run.frontend
     if not quiet:
-        for w in dict.fromkeys(result.warnings):
-            click.echo(f"rbcflow: warning: {source}: {w}", err=True)
+        for w in done.run.warnings:
+            click.echo(f"rbcflow: warning: {video}: {w}", err=True)
     click.echo(
-        f"{source}: {len(result.tracks)} tracks over {result.n_frames} frames "
-        f"(cells ~{result.cell_diameter:.1f} px, scale {result.scale:.2f}) -> {final}"
+        f"{video}: {len(result.tracks)} tracks over {result.n_frames} frames "
+        f"(cells ~{result.cell_diameter:.1f} px, scale {result.scale:.2f}) -> {done.folder}"
     )
 
 

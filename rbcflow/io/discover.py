@@ -120,3 +120,19 @@ def find_acquisitions(paths: Iterable[str | os.PathLike]) -> list[Path]:
                 seen.add(real)
                 result.append(path)
     return result
+
+
+def acquisition_name(path: str | os.PathLike) -> str:
+    """The input's name without extension (a frame folder: its name), as in ``report.csv``.
+
+    The one function that names an acquisition from its input path (output folders, reports).
+    Naming one from a sequence name is :func:`rbcflow.io.sequences.acquisition_of`.
+
+    Examples
+    --------
+    >>> acquisition_name("runs/BG1017_10s01.avi")
+    'BG1017_10s01'
+    """
+    p = Path(path)
+    name = p.name if p.is_dir() else p.stem
+    return name or p.absolute().name or "acquisition"

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from rbcflow.errors import VideoReadError
-from rbcflow.io.avi import resolve_fps
 from rbcflow.io.base import VideoReader
+from rbcflow.io.fps import DEFAULT_FPS, resolve_fps
 from rbcflow.io.tiff import SUPPORTED_DTYPES, to_gray
 
 FRAME_EXTENSIONS: tuple[str, ...] = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
@@ -126,7 +126,7 @@ class FolderReader(VideoReader):
         self,
         path: str | os.PathLike,
         fps: float | None = None,
-        default_fps: float = 60.0,
+        default_fps: float = DEFAULT_FPS,
         files: list[Path] | None = None,
     ):
         super().__init__()

@@ -60,6 +60,7 @@ def atomic_output(
     *,
     encoding: str | None = "utf-8",
     newline: str | None = None,
+    fsync: bool = True,
 ) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on clean exit it is fsynced and renamed to ``path``.
 
@@ -101,7 +102,8 @@ def atomic_output(
         with fh:
             yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            if fsync:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
         try:
@@ -111,7 +113,8 @@ def atomic_output(
         if isinstance(exc, OSError):
             raise OutputError(f"cannot write: {exc.strerror or exc}", path) from exc
         raise
-    _fsync_dir(path.parent)
+    if fsync:
+        _fsync_dir(path.parent)
 
 
 _TMP_NAME = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")
@@ -151,9 +154,9 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> int:
     return removed
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> Path:
     """Write ``data`` to ``path`` atomically; returns the path."""
-    with atomic_output(path, "wb") as fh:
+    with atomic_output(path, "wb", fsync=fsync) as fh:
         fh.write(data)
     return Path(path)
 
@@ -230,14 +233,14 @@ def write_table_atomic(path: str | os.PathLike, df: Any, **to_csv: Any) -> Path:
     return Path(path)
 
 
-def write_png_atomic(path: str | os.PathLike, image: np.ndarray) -> Path:
+def write_png_atomic(path: str | os.PathLike, image: np.ndarray, *, fsync: bool = True) -> Path:
     """Encode ``image`` (2-D uint8/uint16) as PNG with OpenCV and write it atomically."""
     import cv2
 
     ok, buf = cv2.imencode(".png", image)
     if not ok:
         raise OutputError("cannot encode PNG", path)
-    return write_bytes_atomic(path, buf.tobytes())
+    return write_bytes_atomic(path, buf.tobytes(), fsync=fsync)
 
 
 def partial_name(final: str | os.PathLike) -> Path:

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from rbcflow.errors import VideoReadError
-from rbcflow.io.avi import resolve_fps
 from rbcflow.io.base import VideoReader
+from rbcflow.io.fps import DEFAULT_FPS, resolve_fps
 
 SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
 _MAX_WARNINGS = 20
@@ -105,7 +105,7 @@ class TiffReader(VideoReader):
     """
 
     def __init__(
-        self, path: str | os.PathLike, fps: float | None = None, default_fps: float = 60.0
+        self, path: str | os.PathLike, fps: float | None = None, default_fps: float = DEFAULT_FPS
     ):
         super().__init__()
         tifffile = _import_tifffile()

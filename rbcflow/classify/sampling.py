@@ -19,6 +19,7 @@ agree with scikit-image to 1e-6.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import cv2
@@ -51,13 +52,6 @@ def uniform_indices(n: int, k: int) -> np.ndarray:
 def uniform_downsample(frames: np.ndarray, k: int) -> np.ndarray:
     """At most ``k`` evenly spaced frames of ``frames`` ``(T, H, W)``, first and last kept."""
     return frames[uniform_indices(len(frames), k)]
-
-
-def ssim_reference(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
-    """SSIM of two images by :func:`skimage.metrics.structural_similarity` (the reference)."""
-    from skimage.metrics import structural_similarity
-
-    return float(structural_similarity(a, b, data_range=data_range))
 
 
 def _box_sums(x: np.ndarray) -> np.ndarray:
@@ -265,6 +259,43 @@ def similarity_downsample(frames: np.ndarray, k: int, data_range: float = 255.0)
     return frames[similarity_indices(frames, k, data_range)]
 
 
+@functools.lru_cache(maxsize=8)
+def _ring_mask(h: int, w: int, width: int) -> np.ndarray:
+    ring = np.ones((h, w), dtype=bool)
+    ring[width : h - width, width : w - width] = False
+    ring.flags.writeable = False
+    return ring
+
+
+def border_ring(frames: np.ndarray, width: int = 2) -> np.ndarray:
+    """The pixels within ``width`` of the edges of each frame: the crops' background sample.
+
+    The cell is centred, so these pixels are mostly background: their median is the background
+    level of :func:`normalise` (over all frames) and of :func:`rbcflow.classify.features`'s
+    segmentation (per frame), and their spread is the crop's noise there.
+
+    Parameters
+    ----------
+    frames : (T, H, W) ndarray
+    width : int
+        Width of the ring, pixels (``1 <= width``, ``2 * width < min(H, W)``).
+
+    Returns
+    -------
+    (T, n) ndarray of the dtype of ``frames``
+        ``n = H * W - (H - 2 width) (W - 2 width)`` pixels per frame, in row-major order.
+
+    Examples
+    --------
+    >>> f = np.arange(2 * 5 * 5).reshape(2, 5, 5)
+    >>> border_ring(f, 2).shape, border_ring(f, 1)[0].tolist()[:7]
+    ((2, 24), [0, 1, 2, 3, 4, 5, 9])
+    """
+    frames = np.asarray(frames)
+    h, w = frames.shape[-2:]
+    return frames[..., _ring_mask(h, w, width)]
+
+
 def normalise(frames: np.ndarray, border: int = 2, scale: float = 0.1) -> np.ndarray:
     """Relative contrast of a crop sequence, independent of the illumination level.
 
@@ -288,15 +319,7 @@ def normalise(frames: np.ndarray, border: int = 2, scale: float = 0.1) -> np.nda
         Background near 0, the dark cell rim negative.
     """
     x = np.asarray(frames, dtype=np.float32)
-    ring = np.concatenate(
-        [
-            x[:, :border, :].ravel(),
-            x[:, -border:, :].ravel(),
-            x[:, border:-border, :border].ravel(),
-            x[:, border:-border, -border:].ravel(),
-        ]
-    )
-    bg = max(float(np.median(ring)), 1.0)  # a black crop would divide by zero
+    bg = max(float(np.median(border_ring(x, border))), 1.0)  # a black crop would divide by zero
     return (x - bg) / np.float32(scale * bg)
 
 

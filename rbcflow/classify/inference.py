@@ -1,44 +1,32 @@
-"""From cell crop sequences to per-sequence predictions with the two classifiers.
+"""From cell crop sequences to per-sequence probabilities with the two classifiers.
 
 :func:`load_classifier` loads a stage-1 and a stage-2 model folder (the shipped defaults in
 ``models/`` unless told otherwise); :meth:`Classifier.predict` turns raw crop sequences into the
 probabilities ``p_reliable`` (stage 1) and ``p_tank_treading`` (stage 2, computed for every
-sequence) and a label, and :func:`evaluate` scores both stages on labelled sequences with the
-paper's conventions.
+sequence). Probabilities only: labels are decided in one place,
+:func:`rbcflow.classify.labels.label_tracks`, and both stages are scored on labelled sequences
+by :func:`rbcflow.training.evaluation.evaluate`.
 """
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from rbcflow.config import ReportConfig
+from rbcflow.classify.model_folder import LoadedModel, default_model_dir, load_model
+from rbcflow.classify.sampling import pad_frames, prepare
+from rbcflow.config import InferenceConfig
 from rbcflow.errors import ModelError
-from rbcflow.models.folder import LoadedModel, load_model
-from rbcflow.sampling import pad_frames, prepare
-from rbcflow.schema import FLIPPING, LABEL_NAMES, TANK_TREADING, UNRELIABLE, check_crops
+from rbcflow.schema import LABEL_NAMES, TANK_TREADING, check_crops
 
-MODELS_ENV = "RBCFLOW_MODELS"
-"""Environment variable naming a folder that holds ``stage1/`` and ``stage2/`` model folders."""
-
-
-def default_model_dir(stage: int) -> Path:
-    """The default model folder of a stage: ``$RBCFLOW_MODELS/stage{N}`` if that variable is
-    set, else ``<repository>/models/stage{N}`` (the shipped models)."""
-    if stage not in (1, 2):
-        raise ValueError(f"stage must be 1 or 2, got {stage}")
-    root = os.environ.get(MODELS_ENV)
-    base = Path(root) if root else Path(__file__).resolve().parents[1] / "models"
-    return base / f"stage{stage}"
+BATCH_SIZE = InferenceConfig().batch_size
+"""Sequences per network batch unless told otherwise (:class:`rbcflow.config.InferenceConfig`)."""
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -77,7 +65,7 @@ def predict_proba(
     network: nn.Module,
     x: Sequence[np.ndarray],
     lengths: Sequence[int],
-    batch_size: int = 256,
+    batch_size: int = BATCH_SIZE,
     device: str | torch.device = "cpu",
     channels_last: bool = False,
 ) -> np.ndarray:
@@ -112,13 +100,13 @@ class Classifier:
 
     stage1, stage2 : the loaded model folders.
     device : where the networks run.
-    thresholds : decision thresholds (``reliable_threshold``, ``flipping_threshold``).
+
+    It gives probabilities only; :func:`rbcflow.classify.labels.label_tracks` makes them labels.
     """
 
     stage1: LoadedModel
     stage2: LoadedModel
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    thresholds: ReportConfig = field(default_factory=ReportConfig)
 
     @property
     def stage1_checksum(self) -> str:
@@ -162,7 +150,7 @@ class Classifier:
         self,
         sequences: Sequence[np.ndarray],
         *,
-        batch_size: int = 256,
+        batch_size: int = BATCH_SIZE,
         progress: Callable[[int], None] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(p_reliable, p_tank_treading)``, each ``(N,)`` float64, of raw crop sequences."""
@@ -185,24 +173,14 @@ class Classifier:
                 progress(len(chunk))
         return p_rel, p_tt
 
-    def label(self, p_reliable: np.ndarray, p_tank_treading: np.ndarray) -> np.ndarray:
-        """Labels (``schema.LABEL_NAMES`` values) from the two probabilities."""
-        rel = np.asarray(p_reliable) >= self.thresholds.reliable_threshold
-        flip = 1.0 - np.asarray(p_tank_treading) >= self.thresholds.flipping_threshold
-        return np.where(
-            ~rel,
-            LABEL_NAMES[UNRELIABLE],
-            np.where(flip, LABEL_NAMES[FLIPPING], LABEL_NAMES[TANK_TREADING]),
-        ).astype(object)
-
     def predict(
         self,
         sequences: Sequence[np.ndarray],
         *,
-        batch_size: int = 256,
+        batch_size: int = BATCH_SIZE,
         progress: Callable[[int], None] | None = None,
     ) -> pd.DataFrame:
-        """Classify raw crop sequences.
+        """Stage 1's and stage 2's probabilities of raw crop sequences.
 
         Parameters
         ----------
@@ -214,29 +192,26 @@ class Classifier:
         Returns
         -------
         DataFrame
-            One row per sequence, in order: ``p_reliable``, ``p_tank_treading`` (float64) and
-            ``label`` (``"tank-treading"``, ``"flipping"`` or ``"unreliable"``).
+            One row per sequence, in order: ``p_reliable`` and ``p_tank_treading`` (float64).
 
         Examples
         --------
         >>> crops = np.full((12, 31, 31), 125, np.uint8)  # 12 frames of empty chamber
         >>> out = load_classifier().predict([crops])
         >>> list(out.columns), len(out), bool(out.p_reliable.between(0, 1).all())
-        (['p_reliable', 'p_tank_treading', 'label'], 1, True)
+        (['p_reliable', 'p_tank_treading'], 1, True)
         """
         p_rel, p_tt = self.predict_proba(sequences, batch_size=batch_size, progress=progress)
-        return pd.DataFrame(
-            {"p_reliable": p_rel, "p_tank_treading": p_tt, "label": self.label(p_rel, p_tt)}
-        )
+        return pd.DataFrame({"p_reliable": p_rel, "p_tank_treading": p_tt})
 
 
 def load_classifier(
     stage1: str | Path | None = None,
     stage2: str | Path | None = None,
     device: str | None = None,
-    thresholds: ReportConfig | None = None,
 ) -> Classifier:
-    """Load the two stages (``None``: the defaults of :func:`default_model_dir`).
+    """Load the two stages (``None``: the defaults of
+    :func:`~rbcflow.classify.model_folder.default_model_dir`).
 
     Raises
     ------
@@ -254,72 +229,4 @@ def load_classifier(
             # oneDNN convolutions are about twice as fast on NHWC tensors for these small nets.
             model.network.to(memory_format=torch.channels_last)
         models.append(model)
-    return Classifier(models[0], models[1], dev, thresholds or ReportConfig())
-
-
-# -- evaluation ----------------------------------------------------------------------------------
-
-
-def evaluate(
-    classifier: Classifier,
-    names: Sequence[str],
-    sequences: Sequence[np.ndarray],
-    labels: Sequence[int],
-    *,
-    batch_size: int = 256,
-    progress: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
-    """Score both stages on labelled sequences (paper conventions).
-
-    Parameters
-    ----------
-    classifier : Classifier
-    names : sequence names (``ACQUISITION_INDEX``), for the per-acquisition table.
-    sequences : raw crop sequences.
-    labels : authors' labels (0 tank-treading, 1 flipping, 2 unreliable).
-
-    Returns
-    -------
-    dict
-        ``stage1``: metrics with positive = reliable, on all sequences; ``stage2``: metrics with
-        positive = flipping, on the truly reliable sequences; ``acquisitions``: DataFrame with,
-        per acquisition, the true and estimated counts and tank-treading fractions (truth:
-        among truly reliable; estimate: among those called reliable by stage 1);
-        ``predictions``: the per-sequence predictions.
-    """
-    from rbcflow.io.sequences import acquisition_of
-    from rbcflow.training import binary_metrics
-
-    labels_a = np.asarray(labels, dtype=np.int64)
-    pred = classifier.predict(sequences, batch_size=batch_size, progress=progress)
-    pred.insert(0, "sequence_name", list(names))
-    pred["truth"] = [LABEL_NAMES[int(v)] for v in labels_a]
-    rel_true = labels_a != UNRELIABLE
-    rel_pred = pred.p_reliable.to_numpy() >= classifier.thresholds.reliable_threshold
-    flip_pred = (1 - pred.p_tank_treading.to_numpy()) >= classifier.thresholds.flipping_threshold
-    stage1 = binary_metrics(rel_true, rel_pred)
-    stage2 = binary_metrics(labels_a[rel_true] == FLIPPING, flip_pred[rel_true])
-    rows = []
-    acq = np.array([acquisition_of(n) for n in names])
-    for a in sorted(set(acq)):
-        m = acq == a
-        tt_true = int(np.sum(m & (labels_a == TANK_TREADING)))
-        rel_t = int(np.sum(m & rel_true))
-        called = m & rel_pred
-        tt_est = int(np.sum(called & ~flip_pred))
-        rows.append(
-            {
-                "acquisition": a,
-                "sequences": int(m.sum()),
-                "reliable_true": rel_t,
-                "reliable_est": int(called.sum()),
-                "tt_fraction_true": tt_true / rel_t if rel_t else math.nan,
-                "tt_fraction_est": tt_est / int(called.sum()) if called.any() else math.nan,
-            }
-        )
-    return {
-        "stage1": stage1,
-        "stage2": stage2,
-        "acquisitions": pd.DataFrame(rows),
-        "predictions": pred,
-    }
+    return Classifier(models[0], models[1], dev)

@@ -8,8 +8,9 @@ that the cell is not smeared by edge replication, and flagged ``edge``.
 
 Cameras with another magnification than the training data's (a red cell ~8-12 px across in a
 31x31 crop) are handled by a resampling factor ``scale``: the crop then covers ``31 / scale``
-pixels of the frame. :func:`equivalent_diameter` measures a cell the same way on a video and on
-the training crops, so ``scale = target_diameter / diameter`` makes them match.
+pixels of the frame. :func:`equivalent_diameter` measures a cell the same way on a video
+(:func:`rbcflow.frontend.calibration.estimate_diameter`) and on the training crops
+(:func:`crop_diameter`), so ``scale = target_diameter / diameter`` makes them match.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Iterable, Sequence
 import cv2
 import numpy as np
 
+from rbcflow.frontend.variance import clipped_std
 from rbcflow.schema import CROP_SIZE
 
 
@@ -247,46 +249,6 @@ def equivalent_diameter(diff: np.ndarray, noise: float) -> float:
     return 2.0 * math.sqrt(area / math.pi)
 
 
-def estimate_diameter(
-    frames: Iterable[np.ndarray],
-    background: np.ndarray,
-    positions: Iterable[np.ndarray],
-    noise: float,
-    half: int = 15,
-) -> float:
-    """Median :func:`equivalent_diameter` of detected cells.
-
-    Parameters
-    ----------
-    frames : iterable of (rows, cols) ndarray
-    background : (rows, cols) float32 ndarray
-    positions : iterable of (n, 2) float ndarray
-        Detected (x, y) in each frame.
-    noise : float
-        Camera noise, intensity units.
-    half : int
-        Half side of the measuring patch, pixels.
-
-    Returns
-    -------
-    float
-        Median diameter, pixels; NaN when no cell could be measured.
-    """
-    background = np.asarray(background, dtype=np.float32)
-    rows, cols = background.shape
-    sizes = []
-    for frame, xy in zip(frames, positions, strict=True):
-        for x, y in np.asarray(xy).reshape(-1, 2):
-            cx, cy = int(round(x)), int(round(y))
-            if cx - half < 0 or cy - half < 0 or cx + half >= cols or cy + half >= rows:
-                continue
-            sl = np.s_[cy - half : cy + half + 1, cx - half : cx + half + 1]
-            d = equivalent_diameter(frame[sl].astype(np.float32) - background[sl], noise)
-            if np.isfinite(d):
-                sizes.append(d)
-    return float(np.median(sizes)) if sizes else math.nan
-
-
 def crop_diameter(crop: np.ndarray, noise: float | None = None) -> float:
     """:func:`equivalent_diameter` of the cell of a training-style crop (no background
     available: the median of the crop's border pixels stands for it).
@@ -295,11 +257,9 @@ def crop_diameter(crop: np.ndarray, noise: float | None = None) -> float:
     ----------
     crop : (31, 31) uint8 ndarray
     noise : float, optional
-        Defaults to the robust std (:func:`rbcflow.detection.clipped_std`) of the border
+        Defaults to the robust std (:func:`rbcflow.frontend.variance.clipped_std`) of the border
         pixels.
     """
-    from rbcflow.detection import clipped_std
-
     c = np.asarray(crop, dtype=np.float32)
     border = np.concatenate([c[0], c[-1], c[1:-1, 0], c[1:-1, -1]])
     med = float(np.median(border))

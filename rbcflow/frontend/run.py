@@ -4,15 +4,17 @@ Two passes over the video:
 
 1. Background pass: ``cfg.background.n_frames`` frames evenly spaced through the video are read
    (random access) and their per-pixel median is the background. The same sample frames then
-   calibrate the video: the automatic detection threshold, the camera noise and the cell
-   diameter (hence the automatic crop scale).
+   calibrate the video (:mod:`.calibration`): the automatic detection threshold, the camera
+   noise and the cell diameter (hence the automatic crop scale).
 2. Tracking pass: the frames are decoded in order by a reading thread, a few frames ahead, which
    also runs the coarse half of the detection (OpenCV releases the GIL while decoding and
-   filtering, and the compiled per-cell loops of :mod:`rbcflow.kernels` release it too, so
-   decoding and processing use both cores); the main thread refines the detections of a batch
-   of frames at once, then links and crops frame by frame. A track's crops are handed to
-   ``on_track`` as soon as the track ends and then dropped, so memory does not grow with the
-   length of the video (only positions, a few numbers per cell and frame, are kept).
+   filtering, and the compiled per-cell loops of :mod:`rbcflow.frontend.kernels` release it
+   too, so decoding and processing use both cores); the main thread refines the detections of
+   a batch of frames at once (:func:`detect_stream`), then links (through the same per-frame
+   loop as :func:`rbcflow.frontend.tracking.track_frames`,
+   :func:`~rbcflow.frontend.tracking.link_iter`) and crops frame by frame. A track's crops are
+   handed to ``on_track`` as soon as the track ends and then dropped, so memory does not grow
+   with the length of the video (only positions, a few numbers per cell and frame, are kept).
 
 ``progress(n)`` is called with the number of frames done since the previous call: once per
 sampled frame of the background pass, then every few frames of the tracking pass; the total is
@@ -32,27 +34,22 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from rbcflow.background import median_stack, read_samples, sample_indices, samples_that_fit
 from rbcflow.config import FrontEndConfig
-from rbcflow.crops import CropCutter, estimate_diameter
-from rbcflow.detection import FrameDetector, centroid_half_for, footprint_radius
 from rbcflow.errors import NoCellsError, VideoReadError
+from rbcflow.frontend.background import (
+    median_stack,
+    read_samples,
+    sample_indices,
+    samples_that_fit,
+)
+from rbcflow.frontend.calibration import calibrate
+from rbcflow.frontend.crops import CropCutter
+from rbcflow.frontend.detection import Coarse, FrameDetector
+from rbcflow.frontend.footprints import centroid_half_for
+from rbcflow.frontend.tracking import Linker, link_iter
+from rbcflow.frontend.tracks import Track, track_row, tracks_to_tables
 from rbcflow.io.base import VideoReader
-from rbcflow.schema import MIN_TRACK_LENGTH, validate
-from rbcflow.tracking import Linker, Track, track_row, tracks_to_tables
-
-FRAME_STATS: dict[str, str] = {
-    "frame": "int64",
-    "mean_intensity": "float64",
-    "n_detections": "int64",
-}
-"""Columns of :attr:`FrontEndResult.frame_stats`."""
-
-TRAINING_BACKGROUND = 125.0
-"""Background level of the training crops (100-140): 16-bit video is scaled to it."""
-
-DIAMETER_WARN = (0.75, 1.35)
-"""At scale 1, a cell diameter outside this range relative to the training crops' warns."""
+from rbcflow.schema import FRAME_STATS, MIN_TRACK_LENGTH, validate
 
 _PROGRESS_EVERY = 8
 
@@ -68,7 +65,8 @@ class FrontEndResult:
     tracks : DataFrame
         :data:`rbcflow.schema.TRACKS` plus ``n_detected`` (frames with a detection).
     frame_stats : DataFrame
-        One row per frame: frame, mean_intensity (raw), n_detections.
+        :data:`rbcflow.schema.FRAME_STATS`, one row per frame: frame, mean_intensity (raw),
+        n_detections.
     background : (rows, cols) float32 ndarray
     n_frames : int
         Frames processed.
@@ -106,30 +104,6 @@ class FrontEndResult:
     threshold: float = math.nan
     noise: float = math.nan
     cell_area: float = math.nan
-
-
-def one_cell_area(areas: Iterable[float]) -> float:
-    """Typical footprint area of one cell, from the detections of sample frames.
-
-    The median of all detections, then the median of those between half and 1.4 times it:
-    pairs of touching cells (about twice the area) then barely move the answer as long as
-    they are a minority of the objects. Where pairs are a large share of all objects (a too
-    dense sample) the reference rises and fewer pairs reach the rule's threshold; where
-    out-of-focus cells dominate, the reference is theirs. Both err on the side of keeping
-    tracks, never of rejecting single cells.
-
-    Examples
-    --------
-    >>> one_cell_area([100, 104, 96, 98, 102, 200, 210, 205])  # 3 pairs among 8 objects
-    100.0
-    """
-    a = np.asarray(list(areas), dtype=np.float64)
-    a = a[np.isfinite(a)]
-    if a.size == 0:
-        return math.nan
-    m0 = float(np.median(a))
-    near = a[(a >= 0.5 * m0) & (a <= 1.4 * m0)]
-    return float(np.median(near)) if near.size else m0
 
 
 def progress_total(reader: VideoReader, cfg: FrontEndConfig | None = None) -> int:
@@ -260,59 +234,18 @@ def run_frontend(
     t1 = time.perf_counter()
     timings["background"] = t1 - t0
 
-    detector = FrameDetector.calibrate(background, samples, cfg.detection)
-    pick = samples[np.unique(np.linspace(0, len(samples) - 1, 12).astype(int))]
-    found, masses = [], []
-    for f in pick:
-        found.append(detector(f)[0])
-        masses.append(detector.last_mass)
-    # The one-cell reference against which a track's footprint area says whether it is two
-    # cells moving as one object (see one_cell_area).
-    cell_area = one_cell_area(np.concatenate(masses) if masses else [])
-    diameter = estimate_diameter(pick, background, found, max(detector.noise, 0.5))
-    size_for_windows = diameter if math.isfinite(diameter) else cfg.crops.target_diameter
-    if not math.isfinite(diameter):
-        warns.append("no cell could be measured in the sampled frames; cell size unknown")
-    detector.centroid_half = centroid_half_for(size_for_windows)
-    # Centre-to-edge distance of whole cells, so that cells cut by the border get a centre.
-    radii = [
-        r
-        for f in pick
-        for r in footprint_radius(
-            f,
-            background,
-            detector(f)[0],
-            detector.centroid_half,
-            detector.noise,
-            detector.last_offset,
-        )
-    ]
-    if radii:
-        detector.edge_radius = float(np.median(radii))
-    del samples, pick
-    scale = cfg.crops.scale
-    if scale is None:
-        scale = cfg.crops.target_diameter / diameter if math.isfinite(diameter) else 1.0
-    elif math.isfinite(diameter) and not (
-        DIAMETER_WARN[0] <= diameter / cfg.crops.target_diameter <= DIAMETER_WARN[1]
-    ):
-        warns.append(
-            f"cells measure about {diameter:.1f} px across, training crops "
-            f"{cfg.crops.target_diameter:g} px: consider --scale auto "
-            f"(scale {cfg.crops.target_diameter / diameter:.2f})"
-        )
-    gain = 1.0
-    if np.dtype(reader.dtype) != np.uint8:
-        level = float(np.median(background))
-        gain = TRAINING_BACKGROUND / level if level > 0 else 1.0
-    cutter = CropCutter(background, size=cfg.crops.size, scale=scale, gain=gain)
+    cal = calibrate(background, samples, cfg, reader.dtype)
+    del samples
+    warns.extend(cal.warnings)
+    detector = cal.detector
+    cutter = CropCutter(background, size=cfg.crops.size, scale=cal.scale, gain=cal.gain)
     linker = Linker(
         background,
         cfg.tracking,
-        template_half=centroid_half_for(size_for_windows),
-        min_separation=max(4.0, 0.6 * size_for_windows),
+        template_half=centroid_half_for(cal.size),
+        min_separation=max(4.0, 0.6 * cal.size),
     )
-    row_args = {"rows": reader.shape[0], "radius": size_for_windows / 2.0, "cell_area": cell_area}
+    row_args = {"rows": reader.shape[0], "radius": cal.size / 2.0, "cell_area": cal.cell_area}
     t2 = time.perf_counter()
     timings["calibration"] = t2 - t1
 
@@ -335,50 +268,28 @@ def run_frontend(
                 on_track(track_row(tr, edge, **row_args), crops)
                 clock["on_track"] += time.perf_counter() - s
 
-    pending = 0
-    # The decoding thread also runs the first, OpenCV-bound half of the detection; the main
-    # thread refines the detections of ``batch_frames`` frames at once (a fixed number of numpy
-    # calls per batch), then links and crops frame by frame.
-    stream = prefetch(((f, detector.coarse(f)) for f in reader), cfg.queue_frames)
+    def linked(stream: Iterator[tuple[np.ndarray, Coarse, np.ndarray]]):
+        # What the linker takes, and the per-frame side table on the way.
+        for frame, coarse, xy in stream:
+            mean_intensity.append(coarse.mean)
+            n_detections.append(len(xy))
+            yield frame, xy, coarse.mass
+
+    stream = detect_stream(reader, detector, cfg, clock=clock, progress=progress)
     try:
-        t = -1
-        while True:
-            s0 = time.perf_counter()
-            batch = list(itertools.islice(stream, max(1, cfg.batch_frames)))
-            s1 = time.perf_counter()
-            clock["wait_decode"] += s1 - s0
-            if not batch:
-                break
-            frames = [f for f, _ in batch]
-            coarses = [c for _, c in batch]
-            found = detector.refine_many(frames, coarses)
-            clock["detection"] += time.perf_counter() - s1
-            for frame, coarse, xy in zip(frames, coarses, found, strict=True):
-                t += 1
-                mean_intensity.append(coarse.mean)
-                n_detections.append(len(xy))
-                s2 = time.perf_counter()
-                finished = linker.step(t, frame, xy, coarse.mass)
-                s3 = time.perf_counter()
+        for t, frame, finished in link_iter(linker, linked(stream)):
+            if frame is not None:
+                s = time.perf_counter()
                 for tr in linker.active:
                     if tr.frames[-1] == t:
                         tr.payload.append(cutter(frame, tr.xs[-1], tr.ys[-1]))
-                s4 = time.perf_counter()
-                clock["linking"] += s3 - s2
-                clock["crops"] += s4 - s3
-                emit(finished)
-            pending += len(batch)
-            del batch, frames, coarses
-            if progress is not None and pending >= _PROGRESS_EVERY:
-                progress(pending)
-                pending = 0
+                clock["crops"] += time.perf_counter() - s
+            emit(finished)
     finally:
         stream.close()
-    emit(linker.finish())
-    if progress is not None and pending:
-        progress(pending)
     n_frames = len(mean_intensity)
     timings["tracking"] = time.perf_counter() - t2
+    clock["linking"] = linker.seconds
     timings.update(clock)
     warns.extend(w for w in getattr(reader, "warnings", []) if w not in warns)
     if n_frames < n_total:
@@ -410,11 +321,60 @@ def run_frontend(
         background=background,
         n_frames=n_frames,
         fps=float(reader.fps),
-        cell_diameter=float(diameter),
+        cell_diameter=float(cal.diameter),
         warnings=warns,
         timings=timings,
-        scale=float(scale),
+        scale=float(cal.scale),
         threshold=float(detector.threshold),
         noise=float(detector.noise),
-        cell_area=cell_area,
+        cell_area=cal.cell_area,
     )
+
+
+def detect_stream(
+    frames: Iterable[np.ndarray],
+    detector: FrameDetector,
+    cfg: FrontEndConfig,
+    *,
+    clock: dict[str, float] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[tuple[np.ndarray, Coarse, np.ndarray]]:
+    """The frames with their detections, in order: ``(frame, coarse, xy)``.
+
+    A reading thread (:func:`prefetch`, ``cfg.queue_frames`` ahead) decodes and also runs the
+    first, OpenCV-bound half of the detection (:meth:`FrameDetector.coarse`); this generator
+    refines the detections of ``cfg.batch_frames`` frames at once
+    (:meth:`FrameDetector.refine_many`: a fixed number of numpy calls per batch). ``clock``
+    gets the seconds spent waiting for the reading thread (``wait_decode``) and refining
+    (``detection``); ``progress(n)`` is called once a batch's frames have all been taken
+    (every :data:`_PROGRESS_EVERY` frames or more) and at the end. Close the generator to stop
+    the reading thread early.
+    """
+    clock = {} if clock is None else clock
+    clock.setdefault("wait_decode", 0.0)
+    clock.setdefault("detection", 0.0)
+    pending = 0
+    stream = prefetch(((f, detector.coarse(f)) for f in frames), cfg.queue_frames)
+    try:
+        while True:
+            s0 = time.perf_counter()
+            batch = list(itertools.islice(stream, max(1, cfg.batch_frames)))
+            s1 = time.perf_counter()
+            clock["wait_decode"] += s1 - s0
+            if not batch:
+                break
+            frames_ = [f for f, _ in batch]
+            coarses = [c for _, c in batch]
+            found = detector.refine_many(frames_, coarses)
+            clock["detection"] += time.perf_counter() - s1
+            del batch
+            yield from zip(frames_, coarses, found, strict=True)
+            pending += len(frames_)
+            del frames_, coarses, found
+            if progress is not None and pending >= _PROGRESS_EVERY:
+                progress(pending)
+                pending = 0
+    finally:
+        stream.close()
+    if progress is not None and pending:
+        progress(pending)

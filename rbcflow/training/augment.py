@@ -1,7 +1,8 @@
 """Data augmentation of normalised crop sequences, and synthetic unreliable cases.
 
 All functions take and return normalised sequences (``(T, 31, 31)`` float32, background near 0,
-see :func:`rbcflow.sampling.normalise`) and draw from a :class:`numpy.random.Generator`.
+see :func:`rbcflow.classify.sampling.normalise`) and draw from a
+:class:`numpy.random.Generator`.
 
 Label-preserving changes (:func:`augment`) model what differs between real acquisitions without
 changing what the cell does: the mirror image across the flow axis (a cell in the other half of

@@ -11,52 +11,22 @@
   scarce data it generalised worse across acquisitions than the C-RNN (docs/training.md).
 * :class:`Ensemble` averages the class probabilities of several members.
 
-Every network maps its input to logits ``(B, 2)``; an ensemble's output is the log of its
-members' mean probabilities, so ``softmax`` of any output is a probability.
+Their parameters are :class:`rbcflow.config.CRNNConfig` and :class:`rbcflow.config.StackCNNConfig`
+(defaults live in config). Every network maps its input to logits ``(B, 2)``; an ensemble's
+output is the log of its members' mean probabilities, so ``softmax`` of any output is a
+probability.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from rbcflow.config import CRNNConfig, StackCNNConfig
 from rbcflow.schema import CROP_SIZE
-
-
-@dataclass(frozen=True)
-class CRNNConfig:
-    """Stage-1 C-RNN architecture.
-
-    channels : output channels of the four per-frame conv layers (3 x 3, each but the last
-        followed by a 2 x 2 max-pool; the last is averaged over the image).
-    hidden : GRU units.
-    dense : units of the dense layer before the 2 outputs.
-    dropout : dropout before the output layer (training only).
-    """
-
-    channels: tuple[int, ...] = (8, 32, 64, 128)
-    hidden: int = 64
-    dense: int = 64
-    dropout: float = 0.3
-
-
-@dataclass(frozen=True)
-class StackCNNConfig:
-    """Stage-2 CNN architecture.
-
-    k : frames per sequence = input channels.
-    width : channels of the first residual stage (doubled at each of the two later stages,
-        which halve the resolution: 31 -> 16 -> 8).
-    dropout : dropout before the output layer (training only).
-    """
-
-    k: int = 20
-    width: int = 16
-    dropout: float = 0.3
 
 
 def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -70,8 +40,9 @@ def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 class CRNN(nn.Module):
     """Per-frame CNN + GRU + dense: ``(B, T, 31, 31)`` frames and ``(B,)`` lengths -> logits."""
 
-    def __init__(self, cfg: CRNNConfig = CRNNConfig()):
+    def __init__(self, cfg: CRNNConfig | None = None):
         super().__init__()
+        cfg = cfg or CRNNConfig()
         self.cfg = cfg
         layers: list[nn.Module] = []
         cin = 1
@@ -141,8 +112,9 @@ class _Block(nn.Module):
 class StackCNN(nn.Module):
     """Residual CNN over the K frames as channels: ``(B, K, 31, 31)`` -> logits ``(B, 2)``."""
 
-    def __init__(self, cfg: StackCNNConfig = StackCNNConfig()):
+    def __init__(self, cfg: StackCNNConfig | None = None):
         super().__init__()
+        cfg = cfg or StackCNNConfig()
         self.cfg = cfg
         w = cfg.width
         self.features = nn.Sequential(

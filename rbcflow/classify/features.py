@@ -34,31 +34,13 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-from rbcflow.schema import CROP_SIZE
-
-FEATURE_COLUMNS: dict[str, str] = {
-    "shape_frames": "float64",  # share of the track's frames where a cell was segmented, [0, 1]
-    "area_mean": "float64",  # mean segmented cell area, pixels (of the crop)
-    "ar_mean": "float64",  # mean projected aspect ratio (major / minor axis, >= 1)
-    "ar_std": "float64",  # temporal standard deviation of the aspect ratio
-    "orientation_mean": "float64",  # axial mean orientation of the major axis, degrees in (-90, 90]
-    "orientation_std": "float64",  # axial circular standard deviation of the orientation, degrees
-    "ar_osc_power": "float64",  # share of the aspect ratio's variance in its dominant frequency
-    "ar_osc_period": "float64",  # period of that dominant oscillation, frames
-}
-"""Columns added to ``tracks.csv`` by :func:`track_features` (dtype per column; NaN when a track
-has too few segmented frames for the measure)."""
+from rbcflow.classify.sampling import border_ring
+from rbcflow.schema import CROP_SIZE, FEATURE_COLUMNS
 
 _RING = 2  # width of the border ring that gives the background level and noise, pixels
 _PLANAR = np.zeros((3, 3, 3), dtype=bool)
 _PLANAR[1] = ndi.generate_binary_structure(2, 1)  # 4-connectivity inside a frame, none in time
 _MIN_AREA = 6  # a mask smaller than this has no meaningful second moments, pixels
-
-
-def _ring_mask(size: int) -> np.ndarray:
-    ring = np.ones((size, size), dtype=bool)
-    ring[_RING:-_RING, _RING:-_RING] = False
-    return ring
 
 
 def _disc(size: int, radius: float) -> np.ndarray:
@@ -147,15 +129,14 @@ def segment_cells(
     n, size = crops.shape[0], crops.shape[1]
     if n == 0:
         return np.zeros(crops.shape, dtype=bool)
-    ring_mask = _ring_mask(size)
-    background = np.median(crops[:, ring_mask], axis=1)
+    background = np.median(border_ring(crops, _RING), axis=1)
     dev = crops - background[:, None, None]
     mean = ndi.uniform_filter(dev, (1, 3, 3), mode="nearest")
     local_std = np.sqrt(
         np.maximum(ndi.uniform_filter(dev * dev, (1, 3, 3), mode="nearest") - mean * mean, 0.0)
     )
     response = np.maximum(local_std, np.abs(mean))
-    ring = response[:, ring_mask]
+    ring = border_ring(response, _RING)
     base = np.median(ring, axis=1)
     # a flat uint8 border has a MAD of 0; a fraction of a grey level is the least noise there is
     spread = np.maximum(1.4826 * np.median(np.abs(ring - base[:, None]), axis=1), 0.3)
@@ -275,7 +256,7 @@ def dominant_oscillation(series: np.ndarray) -> tuple[float, float]:
 
 
 def track_features(crops: Sequence[np.ndarray], max_frames: int = 160) -> pd.DataFrame:
-    """Shape dynamics of each track (the columns of :data:`FEATURE_COLUMNS`).
+    """Shape dynamics of each track (the columns of :data:`rbcflow.schema.FEATURE_COLUMNS`).
 
     Parameters
     ----------
@@ -289,7 +270,7 @@ def track_features(crops: Sequence[np.ndarray], max_frames: int = 160) -> pd.Dat
 
     Returns
     -------
-    DataFrame with one row per track, in order, columns :data:`FEATURE_COLUMNS`.
+    DataFrame with one row per track, in order, columns :data:`rbcflow.schema.FEATURE_COLUMNS`.
 
     Examples
     --------

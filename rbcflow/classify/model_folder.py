@@ -4,6 +4,9 @@
 the input preparation (K, sampling, normalisation), class names, the training data and split,
 validation metrics, the rbcflow version and the SHA-256 of the weights file, verified on every
 load. Weights are stored with safetensors (plain tensors, no code is ever unpickled).
+
+:func:`default_model_dir` says where a stage's default model is: ``$RBCFLOW_MODELS/stage{N}``, or
+the shipped models in the repository's ``models/`` folder.
 """
 
 from __future__ import annotations
@@ -19,8 +22,12 @@ import torch
 from torch import nn
 
 from rbcflow import __version__
+from rbcflow.classify.nets import build_network
 from rbcflow.errors import ModelError
-from rbcflow.models.nets import build_network
+from rbcflow.io.outputs import write_bytes_atomic, write_text_atomic
+
+MODELS_ENV = "RBCFLOW_MODELS"
+"""Environment variable naming a folder that holds ``stage1/`` and ``stage2/`` model folders."""
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -66,6 +73,17 @@ class LoadedModel:
         return str(self.config["input"]["sampling"])
 
 
+def default_model_dir(stage: int) -> Path:
+    """The default model folder of a stage: ``$RBCFLOW_MODELS/stage{N}`` if that variable is
+    set, else the shipped model inside the package, ``rbcflow/models/stage{N}`` (package data:
+    a wheel or a non-editable install carries it)."""
+    if stage not in (1, 2):
+        raise ValueError(f"stage must be 1 or 2, got {stage}")
+    root = os.environ.get(MODELS_ENV)
+    base = Path(root) if root else Path(__file__).resolve().parents[1] / "models"
+    return base / f"stage{stage}"
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -88,26 +106,24 @@ def save_model(folder: str | os.PathLike, network: nn.Module, config: dict[str, 
 
     ``config`` must hold at least ``stage``, ``architecture``, ``input`` and ``class_names``;
     ``format``, ``format_version``, ``rbcflow_version`` and ``weights_sha256`` are filled in.
-    Files are written under temporary names and renamed, so a folder is never half-written.
+    Each file is written atomically (:mod:`rbcflow.io.outputs`), the weights first, so a file
+    is never half-written, and weights that do not match their config are refused on load.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
-    tmp_w = folder / f".{WEIGHTS_FILE}.tmp"
-    save_file(state, str(tmp_w), metadata={"format": FORMAT})
+    weights = save(state, metadata={"format": FORMAT})
     cfg = {"format": FORMAT, "format_version": FORMAT_VERSION, **config}
     cfg.setdefault("rbcflow_version", __version__)
     cfg["weights_file"] = WEIGHTS_FILE
-    cfg["weights_sha256"] = sha256_file(tmp_w)
+    cfg["weights_sha256"] = hashlib.sha256(weights).hexdigest()
     missing = [k for k in REQUIRED_KEYS if k not in cfg]
     if missing:
         raise ValueError(f"model config lacks {missing}")
-    tmp_c = folder / f".{CONFIG_FILE}.tmp"
-    tmp_c.write_text(json.dumps(cfg, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp_w, folder / WEIGHTS_FILE)
-    os.replace(tmp_c, folder / CONFIG_FILE)
+    write_bytes_atomic(folder / WEIGHTS_FILE, weights)
+    write_text_atomic(folder / CONFIG_FILE, json.dumps(cfg, indent=2, sort_keys=False) + "\n")
     return folder_checksum(folder)
 
 

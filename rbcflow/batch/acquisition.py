@@ -1,0 +1,121 @@
+"""One acquisition's folder: compute with :func:`rbcflow.pipeline.analyze`, then write it.
+
+Decisions
+---------
+- *Completeness marker.* ``run.json`` is written last; an acquisition folder without it is
+  incomplete (an interrupted run) and is analysed again. Before re-analysing a folder its old
+  ``run.json`` is removed first, so a folder never pairs an old marker with new tables.
+- *Output names.* ``OUT/NAME`` is named after the input (see
+  :func:`rbcflow.io.folders.claim_output`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from rbcflow import schema
+from rbcflow.errors import OutputError
+from rbcflow.io.folders import claim_output
+from rbcflow.io.outputs import remove_stale_temporaries, write_csv_atomic
+from rbcflow.pipeline import (
+    AcquisitionResult,
+    AnalysisSettings,
+    ClassifierLike,
+    ProgressFactory,
+    analyze,
+)
+from rbcflow.provenance import run_record, write_run_json
+from rbcflow.report.html import write_report_html
+
+OUTPUT_FILES = ("positions.csv", "tracks.csv", "report.html", "run.json")
+"""Files of a complete acquisition folder; ``run.json`` is written last."""
+
+
+def prepare_folder(folder: Path) -> None:
+    """Clear what a killed earlier run left, and the old completeness marker, before work."""
+    remove_stale_temporaries(folder)
+    old = folder / "run.json"
+    if old.exists():
+        try:
+            old.unlink()  # the folder is incomplete until the new run.json lands
+        except OSError as exc:
+            raise OutputError(f"cannot replace: {exc.strerror or exc}", old) from exc
+
+
+def write_acquisition(
+    folder: Path, result: AcquisitionResult, settings: AnalysisSettings
+) -> AcquisitionResult:
+    """Write ``result`` into ``folder``; returns it with ``row["output"]`` and ``record`` set to
+    what was written (``run.json``, last)."""
+    t0 = time.perf_counter()
+    row = {c: result.row.get(c) for c in schema.REPORT_COLUMNS}
+    row["output"] = folder.name
+    write_csv_atomic(
+        folder / "positions.csv", schema.validate(result.positions, schema.POSITIONS, "positions")
+    )
+    write_csv_atomic(folder / "tracks.csv", result.tracks)
+    rec = result.record
+    record = run_record(
+        input_info=rec["input_info"],
+        parameters=rec["parameters"],
+        params_id=rec["params_id"],
+        models=rec["models"],
+        started=rec["started"],
+        finished=rec["finished"],
+        warnings=rec["warnings"],
+        result=row,
+        timings=rec["timings"],
+        outputs=list(OUTPUT_FILES),
+    )
+    record["frontend"] = rec["frontend"]
+    write_report_html(
+        folder / "report.html",
+        row,
+        result.tracks,
+        result.frontend.frame_stats,
+        result.gallery,
+        record,
+        thresholds=(settings.report.reliable_threshold, settings.report.flipping_threshold),
+    )
+    record["timings_s"]["report"] = time.perf_counter() - t0
+    record["timings_s"]["total"] = sum(
+        v for k, v in record["timings_s"].items() if not k.startswith("frontend.")
+    )
+    write_run_json(folder / "run.json", record)
+    result.row = row
+    result.record = record
+    return result
+
+
+def analyze_acquisition(
+    path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    classifier: ClassifierLike,
+    settings: AnalysisSettings | None = None,
+    *,
+    folder: Path | None = None,
+    fingerprint: dict | None = None,
+    progress: ProgressFactory | None = None,
+    threaded: bool = True,
+) -> AcquisitionResult:
+    """Analyse one acquisition and write its folder ``out_dir/NAME`` (or ``folder``).
+
+    Returns the :class:`~rbcflow.pipeline.AcquisitionResult`, its ``row`` being the report row
+    as written (status ``ok``). Raises what :func:`rbcflow.pipeline.analyze` raises, and
+    :class:`~rbcflow.errors.OutputError` when results cannot be written.
+    """
+    settings = settings or AnalysisSettings()
+    source = Path(path)
+    folder = folder or claim_output(Path(out_dir), source)
+    prepare_folder(folder)
+    result = analyze(
+        source,
+        classifier,
+        settings,
+        fingerprint=fingerprint,
+        progress=progress,
+        threaded=threaded,
+    )
+    return write_acquisition(folder, result, settings)
