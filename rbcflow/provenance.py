@@ -31,8 +31,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from rbcflow import __version__
-from rbcflow.config import PIPELINE_GENERATION
+from rbcflow import __version__, config
 from rbcflow.errors import VideoReadError
 
 FULL_HASH_LIMIT = 256 * 1024**2
@@ -247,7 +246,7 @@ def run_record(
             "finished": finished,
             "input": dict(input_info),
             "params_id": params_id,
-            "pipeline_generation": PIPELINE_GENERATION,
+            "pipeline_generation": config.PIPELINE_GENERATION,
             "parameters": dict(parameters),
             "models": dict(models),
             "warnings": list(warnings),

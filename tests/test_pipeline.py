@@ -357,3 +357,23 @@ def test_predictions_land_on_their_own_tracks(acquisitions, tmp_path):
     direct = StandIn().predict([crops[i] for i in tracks.index])
     np.testing.assert_allclose(tracks["p_tank_treading"], direct["p_tank_treading"])
     np.testing.assert_allclose(tracks["p_reliable"], direct["p_reliable"])
+
+
+def test_results_of_an_older_pipeline_generation_are_analysed_again(
+    acquisitions, tmp_path, monkeypatch
+):
+    """params_id hashes the pipeline generation: results written by an incompatible older
+    rbcflow are re-analysed, not reported as skipped."""
+    import rbcflow.config
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(rbcflow.config, "PIPELINE_GENERATION", "1")
+    first = analyze_batch([acquisitions / "one.tif"], out, StandIn())
+    assert first.status[0] == "ok"
+    assert run_json(out / "one")["pipeline_generation"] == "1"
+    assert analyze_batch([acquisitions / "one.tif"], out, StandIn()).status[0] == "skipped"
+    monkeypatch.setattr(rbcflow.config, "PIPELINE_GENERATION", "2")
+    again = analyze_batch([acquisitions / "one.tif"], out, StandIn())
+    assert again.status[0] == "ok" and "parameters changed" in again.message[0]
+    assert again.params_id[0] != first.params_id[0]
+    assert run_json(out / "one")["pipeline_generation"] == "2"
