@@ -256,6 +256,8 @@ def run_frontend(
     n_detections: list[int] = []
     clock = {"wait_decode": 0.0, "detection": 0.0, "linking": 0.0, "crops": 0.0, "on_track": 0.0}
 
+    rows: list[dict] = []
+
     def emit(tracks: list[Track]) -> None:
         for tr in tracks:
             crops = np.stack([c for c, _ in tr.payload])
@@ -263,9 +265,10 @@ def run_frontend(
             tr.payload = []
             kept.append(tr)
             edges.append(edge)
+            rows.append(track_row(tr, edge, **row_args))  # once per track: reused below
             if on_track is not None:
                 s = time.perf_counter()
-                on_track(track_row(tr, edge, **row_args), crops)
+                on_track(dict(rows[-1]), crops)
                 clock["on_track"] += time.perf_counter() - s
 
     def linked(stream: Iterator[tuple[np.ndarray, Coarse, np.ndarray]]):
@@ -302,7 +305,7 @@ def run_frontend(
             f"; try a lower --threshold if the video does show cells)",
             reader.source,
         )
-    positions, tracks = tracks_to_tables(kept, edges, **row_args)
+    positions, tracks = tracks_to_tables(kept, edges, track_rows=rows)
     stats = validate(
         pd.DataFrame(
             {

@@ -141,7 +141,11 @@ def track_row(
 
 
 def tracks_to_tables(
-    tracks: Iterable[Track], edges: Iterable[bool] | None = None, **row_args
+    tracks: Iterable[Track],
+    edges: Iterable[bool] | None = None,
+    *,
+    track_rows: list[dict] | None = None,
+    **row_args,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """POSITIONS and TRACKS tables of finished tracks.
 
@@ -150,6 +154,9 @@ def tracks_to_tables(
     tracks : iterable of Track
     edges : iterable of bool, optional
         The ``edge`` flag of each track (from the crops); False when None.
+    track_rows : list of dict, optional
+        The tracks' :func:`track_row` rows if already made (the front end makes each once, as
+        the track ends); made here from ``row_args`` when None.
     **row_args
         ``rows``, ``radius``, ``cell_area`` of :func:`track_row`.
 
@@ -162,7 +169,9 @@ def tracks_to_tables(
     """
     tracks = list(tracks)
     edges = [False] * len(tracks) if edges is None else list(edges)
-    rows = [track_row(tr, e, **row_args) for tr, e in zip(tracks, edges, strict=True)]
+    rows = track_rows
+    if rows is None:
+        rows = [track_row(tr, e, **row_args) for tr, e in zip(tracks, edges, strict=True)]
     pos = {
         "frame": np.concatenate([np.asarray(tr.frames, np.int64) for tr in tracks])
         if tracks
