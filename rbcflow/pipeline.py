@@ -44,7 +44,7 @@ from rbcflow.config import (
 from rbcflow.frontend import FrontEndResult, progress_total, run_frontend
 from rbcflow.io.discover import acquisition_name
 from rbcflow.io.video import open_video
-from rbcflow.provenance import input_fingerprint, now_iso
+from rbcflow.provenance import input_fingerprint, json_safe, now_iso, run_record
 
 ProgressFactory = Callable[[int | None, str, str], AbstractContextManager[Callable[[int], None]]]
 """``factory(total, description, unit)`` -> context manager yielding a ``progress(n)`` callback
@@ -152,8 +152,9 @@ class AcquisitionResult:
     row : the report row (:data:`rbcflow.schema.REPORT_COLUMNS` but ``output``, which the
         writer adds), status ``ok``.
     gallery : the report's example strips.
-    record : the fields of ``run.json`` known once computing is done (see
-        :func:`rbcflow.provenance.run_record`).
+    record : the ``run.json`` record (:func:`rbcflow.provenance.run_record`) as far as
+        computing knows it: the writer adds ``output`` to its result, the files written and the
+        time the report took.
     """
 
     run: TrackRun
@@ -224,7 +225,7 @@ def classified_tracks(tracks: pd.DataFrame, got: Collected) -> pd.DataFrame:
     if missing.any():  # a track the classifier never saw (should not happen): say so
         merged.loc[missing, "label"] = schema.LABEL_NAMES[schema.UNRELIABLE]
     merged["rule"] = merged["rule"].fillna("").astype(object)
-    first = list(schema.TRACKS) + list(added)
+    first = list(schema.TRACKS_CSV)
     rest = [c for c in merged.columns if c not in first]
     return merged[first + rest]
 
@@ -297,21 +298,24 @@ def analyze(
         "input_hash": short_checksum(run.input_info["hash"], 16),
         "analysed_at": finished,
     }
-    record = {
-        "input_info": run.input_info,
-        "parameters": settings.to_dict(),
-        "params_id": settings.params_id(),
-        "models": models_info(classifier),
-        "started": run.started,
-        "finished": finished,
-        "warnings": run.warnings,
-        "timings": {**run.timings, "classify_tail": time.perf_counter() - t_fe},
-        "frontend": {
+    record = run_record(
+        input_info=run.input_info,
+        parameters=settings.to_dict(),
+        params_id=settings.params_id(),
+        models=models_info(classifier),
+        started=run.started,
+        finished=finished,
+        warnings=run.warnings,
+        result=row,
+        timings={**run.timings, "classify_tail": time.perf_counter() - t_fe},
+    )
+    record["frontend"] = json_safe(
+        {
             "cell_diameter_px": result.cell_diameter,
             "scale": result.scale,
             "threshold": result.threshold,
             "noise": result.noise,
-        },
-    }
+        }
+    )
     gallery = [g for items in got.gallery.values() for g in items]
     return AcquisitionResult(run, tracks, _none_for_nan(row), gallery, record)

@@ -26,7 +26,7 @@ from rbcflow.pipeline import (
     ProgressFactory,
     analyze,
 )
-from rbcflow.provenance import run_record, write_run_json
+from rbcflow.provenance import json_safe, write_run_json
 from rbcflow.report.html import write_report_html
 
 OUTPUT_FILES = ("positions.csv", "tracks.csv", "report.html", "run.json")
@@ -56,20 +56,9 @@ def write_acquisition(
         folder / "positions.csv", schema.validate(result.positions, schema.POSITIONS, "positions")
     )
     write_csv_atomic(folder / "tracks.csv", result.tracks)
-    rec = result.record
-    record = run_record(
-        input_info=rec["input_info"],
-        parameters=rec["parameters"],
-        params_id=rec["params_id"],
-        models=rec["models"],
-        started=rec["started"],
-        finished=rec["finished"],
-        warnings=rec["warnings"],
-        result=row,
-        timings=rec["timings"],
-        outputs=list(OUTPUT_FILES),
-    )
-    record["frontend"] = rec["frontend"]
+    record = result.record
+    record["result"] = json_safe(row)
+    record["outputs"] = list(OUTPUT_FILES)
     write_report_html(
         folder / "report.html",
         row,
@@ -81,11 +70,10 @@ def write_acquisition(
     )
     record["timings_s"]["report"] = time.perf_counter() - t0
     record["timings_s"]["total"] = sum(
-        v for k, v in record["timings_s"].items() if not k.startswith("frontend.")
+        record["timings_s"][k] for k in ("fingerprint", "frontend", "classify_tail", "report")
     )
     write_run_json(folder / "run.json", record)
     result.row = row
-    result.record = record
     return result
 
 

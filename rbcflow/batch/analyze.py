@@ -77,11 +77,15 @@ def _previous_report(report_path: Path) -> pd.DataFrame | None:
     return previous
 
 
-def _one(source, out, classifier, settings, key_of, force, progress, threaded):
-    """(row, folder) of one acquisition: skipped, analysed, or re-analysed with a note."""
+def _one(source, out, classifier, settings, run_key, force, progress, threaded):
+    """(row, folder) of one acquisition: skipped, analysed, or re-analysed with a note.
+
+    ``run_key``: (params_id, stage-1 checksum, stage-2 checksum) of this run; with the input
+    hash, what must match :func:`rbcflow.provenance.skip_key` of a previous result to skip it.
+    """
     folder = claim_output(out, source)
     fingerprint = input_fingerprint(source)
-    key = key_of(fingerprint)
+    key = (fingerprint["hash"], *run_key)
     prev = _complete(folder)
     if prev is not None and not force and skip_key(prev) == key:
         row = {
@@ -150,7 +154,7 @@ def analyze_batch(
     report_path = out / REPORT_NAME
     with output_lock(out):
         remove_stale_temporaries(out)
-        _previous_report(report_path)
+        _previous_report(report_path)  # an unreadable report is moved aside before any work
     pid = settings.params_id()
     models = (
         getattr(classifier, "stage1_checksum", None),
@@ -167,7 +171,7 @@ def analyze_batch(
                 out,
                 classifier,
                 settings,
-                lambda fp: (fp["hash"], pid, *models),
+                (pid, *models),
                 force,
                 progress,
                 threaded,

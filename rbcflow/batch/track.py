@@ -112,10 +112,8 @@ def track_to_folder(
         result = run.frontend
         write_csv_atomic(tmp / "positions.csv", result.positions[["frame", "track_id", "x", "y"]])
         write_csv_atomic(tmp / "tracks.csv", result.tracks)
-        info = {k: run.input_info[k] for k in run.input_info if k not in ("dtype",)}
-        info.pop("fps_from_container", None)
         record = run_record(
-            input_info=info,
+            input_info=run.input_info,
             parameters={"frontend": to_dict(cfg)},
             params_id=params_id(cfg),
             models={},
