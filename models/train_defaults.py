@@ -2,25 +2,33 @@
 
 Usage (from the repository root, with the real labelled data of Darrin et al. 2023)::
 
-    python models/train_defaults.py --data ../shared/data/darrin2023 --out rbcflow/models
+    python models/train_defaults.py --data ../shared/data/darrin2023 --out rbcflow/models \
+        --cv-out cv
 
 What it does, for each stage:
 
 1. Holds out the TEST acquisitions below from everything (training, validation, choices); they
    are named in the model config (``test``) and scored at the end (tests/test_inference.py
    checks them again).
-2. Splits the other acquisitions into ``--folds`` groups (by acquisition, never by sequence);
-   trains one network per fold with that fold as validation (epoch with the best validation F1
-   kept), and records the fold's validation metrics (at the kept epoch and at the last epoch,
-   which no validation choice touched).
-3. Ships the ensemble of the fold networks (mean probability) and scores it on the TEST
-   acquisitions.
+2. Splits the other acquisitions into folds that measure generalisation, not memory: stage 2
+   leaves one PATIENT out (BG, BK, BM: three members); stage 1 leaves one acquisition DATE of
+   the patient with real unreliable cases out (BG1017 with patient BK, BG1022 with patient BM:
+   two members, so each member is validated on real unreliable cases of a date and on reliable
+   cells of a patient it never saw). One network per fold, validated on its fold (epoch with
+   the best validation F1 kept); its out-of-fold probabilities are written to ``--cv-out``
+   (``oof_stage{N}.csv``) and the member itself to ``--cv-out/stage{N}_{FOLD}``, for
+   ``benchmarks/bench_accuracy.py``.
+3. Ships the ensemble of the fold networks (mean probability), with the out-of-fold
+   calibration in its ``config.json``: stage 2's temperature and confusion counts, stage 1's
+   keep counts of reliable and unreliable sequences, and stage 2's calls on unreliable
+   sequences (what a leaked unreliable track becomes). The fraction estimator
+   (``rbcflow.classify.estimate``) reads them.
 
 Stage 1 trains on stage1_BG (reliable and unreliable, full-length) plus the reliable sequences
-of stage2_train (20 frames, SSIM-downsampled by the authors), with synthetic unreliable cases;
-stage 2 on stage2_train plus the reliable sequences of stage1_BG (similarity-downsampled here).
-Takes about 20-40 minutes on 2 CPU cores. Prints a JSON summary; writes ``cv_report.json``
-beside the models.
+of stage2_train (20 frames, SSIM-downsampled by the authors), with synthetic hard unreliable
+cases (``rbcflow.training.augment``); stage 2 on stage2_train plus the reliable sequences of
+stage1_BG (similarity-downsampled here). Prints a JSON line per fold; writes ``cv_report.json``
+to ``--cv-out``.
 """
 
 from __future__ import annotations
@@ -32,13 +40,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from rbcflow.classify.calibration import calibration_block
 from rbcflow.classify.inference import predict_proba
-from rbcflow.classify.model_folder import save_model
+from rbcflow.classify.model_folder import load_model, save_model
 from rbcflow.classify.nets import Ensemble
-from rbcflow.config import CRNNConfig, StackCNNConfig, TrainConfig
-from rbcflow.io.outputs import write_text_atomic
+from rbcflow.classify.sampling import pad_frames, prepare
+from rbcflow.config import ReportConfig
+from rbcflow.io.outputs import write_csv_atomic, write_text_atomic
 from rbcflow.io.sequences import read_dataset
+from rbcflow.model_settings import CRNNConfig, StackCNNConfig, TrainConfig
 from rbcflow.training.batching import prepare_data
 from rbcflow.training.loop import model_config, train
 from rbcflow.training.metrics import POSITIVE, binary_metrics
@@ -46,68 +58,89 @@ from rbcflow.training.metrics import POSITIVE, binary_metrics
 TEST_ACQUISITIONS = ("BG1017_10s03", "BK1024_10s02")
 """Held out from training and validation of both shipped models."""
 
+FOLDS = {
+    1: {"BG1017+BK": ("BG1017", "BK"), "BG1022+BM": ("BG1022", "BM")},
+    2: {"BG": ("BG",), "BK": ("BK",), "BM": ("BM",)},
+}
+"""Validation folds per stage: fold name -> acquisition-name prefixes (patient or patient+date)."""
 
-def make_folds(seqs, n_folds: int, stage: int) -> list[set[str]]:
-    """Greedy grouping of acquisitions into folds of similar size (deterministic).
 
-    For stage 1, acquisitions holding unreliable sequences are spread first, so each fold has
-    both classes to validate on.
-    """
-    sizes: dict[str, int] = {}
-    has_unrel: set[str] = set()
-    for s in seqs:
-        if stage == 2 and s.label == 2:
-            continue
-        sizes[s.acquisition] = sizes.get(s.acquisition, 0) + 1
-        if s.label == 2:
-            has_unrel.add(s.acquisition)
-    folds: list[set[str]] = [set() for _ in range(n_folds)]
-    load = [0] * n_folds
-    order = sorted(sizes, key=lambda a: (a not in has_unrel, -sizes[a], a))
-    for a in order:
-        if a in has_unrel:
-            f = min(range(n_folds), key=lambda i: (sum(x in has_unrel for x in folds[i]), load[i]))
-        else:
-            f = min(range(n_folds), key=lambda i: load[i])
-        folds[f].add(a)
-        load[f] += sizes[a]
-    return folds
+def in_fold(acquisition: str, prefixes: tuple[str, ...]) -> bool:
+    return any(acquisition.startswith(p) for p in prefixes)
 
 
 def score(network, seqs, stage: int, k: int) -> dict:
     data = prepare_data(seqs, stage, k, training=False)
     p = predict_proba(network, data.x, data.lengths)
     pos = POSITIVE[stage]
-    return binary_metrics(data.y == pos, p[:, pos] >= 0.5)
+    # at the thresholds a run uses (ReportConfig): stage 1 keeps p_reliable >= its threshold,
+    # stage 2 calls flipping when p_flipping >= its threshold
+    cfg = ReportConfig()
+    thr = cfg.reliable_threshold if stage == 1 else cfg.flipping_threshold
+    return binary_metrics(data.y == pos, p[:, pos] >= thr)
+
+
+def out_of_fold(network, seqs, stage: int, k: int, fold: str) -> list[dict]:
+    """The member's probabilities on its held-out sequences (stage 2: also on unreliable ones)."""
+    keep = [s for s in seqs if s.label is not None]
+    x = prepare([s.frames for s in keep], k, "uniform" if stage == 1 else "similarity", pad=False)
+    lengths = [len(a) for a in x]
+    if stage == 2:
+        x = [pad_frames(a, k) for a in x]
+    p = predict_proba(network, x, lengths)
+    col = 1 if stage == 1 else 0  # p_reliable (stage-1 class 1) / p_tank_treading (class 0)
+    return [
+        {
+            "sequence_name": s.name,
+            "acquisition": s.acquisition,
+            "label": int(s.label),
+            "fold": fold,
+            "p": float(pi[col]),
+        }
+        for s, pi in zip(keep, p, strict=True)
+    ]
+
+
+def stage_config(stage: int, args) -> TrainConfig:
+    epochs = args.epochs1 if stage == 1 else args.epochs2
+    if stage == 1:
+        arch = CRNNConfig(channels=tuple(int(c) for c in args.channels1.split(",")))
+        return TrainConfig.for_stage(
+            1,
+            k=args.k1,
+            epochs=epochs,
+            seed=args.seed,
+            architecture=arch,
+            synthetic_unreliable=args.synthetic1,
+        )
+    k2 = TrainConfig.for_stage(2).k
+    if args.arch2 == "crnn":
+        arch = CRNNConfig(channels=tuple(int(c) for c in args.channels2.split(",")))
+    else:
+        arch = StackCNNConfig(k=k2, width=args.width2)
+    return TrainConfig.for_stage(2, epochs=epochs, seed=args.seed, architecture=arch)
 
 
 def run_stage(stage: int, sets: dict[str, list], args) -> dict:
     everything = [s for seqs in sets.values() for s in seqs]
     test = [s for s in everything if s.acquisition in TEST_ACQUISITIONS]
     pool = [s for s in everything if s.acquisition not in TEST_ACQUISITIONS]
-    epochs = args.epochs1 if stage == 1 else args.epochs2
-    if stage == 1:
-        arch = CRNNConfig(channels=tuple(int(c) for c in args.channels1.split(",")))
-        cfg = TrainConfig.for_stage(1, k=args.k1, epochs=epochs, seed=args.seed, architecture=arch)
-    else:
-        k2 = TrainConfig.for_stage(2).k
-        if args.arch2 == "crnn":
-            arch = CRNNConfig(channels=tuple(int(c) for c in args.channels2.split(",")))
-        else:
-            arch = StackCNNConfig(k=k2, width=args.width2)
-        cfg = TrainConfig.for_stage(2, epochs=epochs, seed=args.seed, architecture=arch)
-    folds = make_folds(pool, args.folds, stage)
-    members, results, fold_reports = [], [], []
-    for i, val_acqs in enumerate(folds):
+    cfg = stage_config(stage, args)
+    cv_out = Path(args.cv_out)
+    members, results, fold_reports, oof = [], [], [], []
+    for i, (name, prefixes) in enumerate(FOLDS[stage].items()):
         t0 = time.time()
-        tr = [s for s in pool if s.acquisition not in val_acqs]
-        va = [s for s in pool if s.acquisition in val_acqs]
+        tr = [s for s in pool if not in_fold(s.acquisition, prefixes)]
+        va = [s for s in pool if in_fold(s.acquisition, prefixes)]
         fcfg = dataclasses.replace(cfg, seed=args.seed + i)
         res = train(tr, va, fcfg)
         last = res.history[-1]
+        # stage 2's member also judges the held-out patient's unreliable sequences (training
+        # ignores them): what a track that stage 1 wrongly kept becomes
+        oof += out_of_fold(res.network, va, stage, cfg.k, name)
         rep = {
-            "fold": i,
-            "val_acquisitions": sorted(val_acqs),
+            "fold": name,
+            "val_acquisitions": sorted({s.acquisition for s in va}),
             "best_epoch": res.best_epoch,
             "at_best_epoch": res.val_metrics,
             "at_last_epoch": {k[4:]: v for k, v in last.items() if k.startswith("val_")},
@@ -115,9 +148,14 @@ def run_stage(stage: int, sets: dict[str, list], args) -> dict:
             "seconds": round(time.time() - t0, 1),
         }
         print(json.dumps({"stage": stage, **rep}), flush=True)
+        member_cfg = model_config(
+            fcfg, tr, va, [res], data_sources=[f"darrin2023/{n}" for n in sets]
+        )
+        save_model(cv_out / f"stage{stage}_{name}", res.network, member_cfg)
         fold_reports.append(rep)
         members.append(res.network)
         results.append(res)
+    write_csv_atomic(cv_out / f"oof_stage{stage}.csv", pd.DataFrame(oof))
     ensemble = Ensemble(members).eval()
     test_metrics = score(ensemble, test, stage, cfg.k)
     print(json.dumps({"stage": stage, "ensemble_test": test_metrics}), flush=True)
@@ -128,10 +166,15 @@ def run_stage(stage: int, sets: dict[str, list], args) -> dict:
             "metrics": test_metrics,
         },
         "cross_validation": {
+            "protocol": (
+                "stage 1: leave one acquisition date out (with one patient's reliable cells); "
+                "stage 2: leave one patient out"
+            ),
             "folds": fold_reports,
             "note": "each member was validated on its own fold (epoch choice); at_last_epoch "
             "figures are free of that choice",
         },
+        "calibration": calibration(stage, pd.DataFrame(oof)),
     }
     config = model_config(
         cfg, pool, None, results, data_sources=[f"darrin2023/{n}" for n in sets], extra=extra
@@ -142,7 +185,34 @@ def run_stage(stage: int, sets: dict[str, list], args) -> dict:
     out = Path(args.out) / f"stage{stage}"
     checksum = save_model(out, ensemble, config)
     print(f"wrote {out} ({checksum})", flush=True)
-    return {"folds": fold_reports, "test": test_metrics}
+    return {"folds": fold_reports, "test": test_metrics, "calibration": extra["calibration"]}
+
+
+def calibration(stage: int, oof: pd.DataFrame) -> dict:
+    """The out-of-fold calibration block of the stage's config (rbcflow.classify.calibration)."""
+    protocol = "leave one acquisition date out" if stage == 1 else "leave one patient out"
+    return calibration_block(
+        stage, oof["p"], oof["label"], f"out-of-fold, {protocol}", folds=oof["fold"].tolist()
+    )
+
+
+def recalibrate(stage: int, sets: dict[str, list], args) -> dict:
+    """Rewrite a trained stage's calibration (from ``--cv-out``'s out-of-fold csv) and its
+    test figures (at the current ``ReportConfig`` thresholds)."""
+    folder = Path(args.out) / f"stage{stage}"
+    model = load_model(folder)
+    config = dict(model.config)
+    for key in ("format", "format_version", "rbcflow_version", "weights_sha256"):
+        config.pop(key, None)
+    oof = pd.read_csv(Path(args.cv_out) / f"oof_stage{stage}.csv")
+    config["calibration"] = calibration(stage, oof)
+    everything = [s for seqs in sets.values() for s in seqs]
+    test = [s for s in everything if s.acquisition in TEST_ACQUISITIONS]
+    config["test"]["metrics"] = score(model.network, test, stage, int(config["input"]["k"]))
+    checksum = save_model(folder, model.network, config)
+    print(f"recalibrated {folder} ({checksum})", flush=True)
+    short = {k: v for k, v in config["calibration"].items() if len(str(v)) < 200}
+    return {"calibration": short, "test": config["test"]["metrics"]}
 
 
 def _channels(cfg: TrainConfig) -> str:
@@ -155,12 +225,23 @@ def main() -> None:
     ap.add_argument("--data", required=True, help="folder holding stage1_BG/ and stage2_train/")
     ap.add_argument("--out", default="rbcflow/models")
     ap.add_argument("--stage", type=int, choices=(1, 2), nargs="*", default=[1, 2])
-    ap.add_argument("--folds", type=int, default=4)
+    ap.add_argument("--cv-out", default="cv", help="folder for fold members and out-of-fold csv")
+    ap.add_argument(
+        "--calibrate-only",
+        action="store_true",
+        help="only rewrite the trained models' calibration from --cv-out's out-of-fold csv",
+    )
     ap.add_argument("--epochs1", type=int, default=s1.epochs)
     ap.add_argument("--epochs2", type=int, default=s2.epochs)
     ap.add_argument("--seed", type=int, default=s1.seed)
     ap.add_argument("--k1", type=int, default=s1.k, help="stage-1 frames (uniform)")
     ap.add_argument("--channels1", default=_channels(s1), help="stage-1 per-frame CNN channels")
+    ap.add_argument(
+        "--synthetic1",
+        type=float,
+        default=s1.synthetic_unreliable,
+        help="stage-1 share of each epoch's unreliable sample made from reliable sequences",
+    )
     ap.add_argument(
         "--arch2",
         choices=("crnn", "cnn"),
@@ -174,8 +255,11 @@ def main() -> None:
     args = ap.parse_args()
     data = Path(args.data)
     sets = {n: read_dataset(data / n) for n in ("stage1_BG", "stage2_train")}
-    report = {f"stage{s}": run_stage(s, sets, args) for s in args.stage}
-    write_text_atomic(Path(args.out) / "cv_report.json", json.dumps(report, indent=1) + "\n")
+    if args.calibrate_only:
+        report = {f"stage{s}": recalibrate(s, sets, args) for s in args.stage}
+    else:
+        report = {f"stage{s}": run_stage(s, sets, args) for s in args.stage}
+    write_text_atomic(Path(args.cv_out) / "cv_report.json", json.dumps(report, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -15,14 +15,17 @@ from typing import Any
 
 from rbcflow.schema import CROP_SIZE, MIN_TRACK_LENGTH
 
-PIPELINE_GENERATION = "2"
+PIPELINE_GENERATION = "3"
 """Generation of the pipeline's results, hashed into every :func:`params_id`.
 
 Bump it in the same commit as any change that makes earlier results incompatible (a changed
 algorithm, a new or renamed output column): results of an older generation then get another
 ``params_id`` and are analysed again instead of being reported as ``skipped`` (the same idea as
 dcnum's pipeline identifiers). History: 1 = rbcflow 0.1.0 as first released; 2 = the
-package layout of docs/architecture.md (same numbers, new provenance fields).
+package layout of docs/architecture.md (same numbers, new provenance fields); 3 = report.csv's
+``verdict``, ``verdict_reason``, ``fraction_counted``, ``estimated_leaked`` and
+``fraction_method`` columns, the corrected fraction (EM), stage 1's threshold 0.7, the context
+columns of ``tracks.csv``, and models validated on left-out patients and dates.
 """
 
 
@@ -169,7 +172,11 @@ class FrontEndConfig:
 class ReportConfig:
     """How per-track calls become the per-acquisition figure.
 
-    reliable_threshold : a track is reliable when stage 1's p_reliable >= this.
+    reliable_threshold : a track is reliable when stage 1's p_reliable >= this. 0.7 was chosen
+        on the shipped stage 1's out-of-fold predictions (docs/method.md): it keeps ~95 % of
+        reliable tracks of unseen dates and patients, tank-treading and flipping alike, and
+        rejects more unreliable ones than 0.5; stricter values start to keep flipping cells
+        less often than tank-treading ones, which would bias the fraction.
     flipping_threshold : a reliable track is flipping when 1 - p_tank_treading >= this.
     confidence : level of the binomial (Wilson) interval on the tank-treading fraction.
     max_border_cut : a track whose cell is cut by the top or bottom border of the field in more
@@ -178,13 +185,51 @@ class ReportConfig:
     max_size_ratio : a track whose median detected area is more than this multiple of the
         video's one-cell area is unreliable (two cells moving as one object), whatever stage 1
         says; None turns the rule off.
+    max_neighbour_frames, min_contrast_rel, min_sharpness_rel, max_focus_drift : the context
+        rules (:func:`rbcflow.classify.labels.context_rules`) on the front end's TRACKS columns
+        of the same meaning; each None = rule off (the default, until their effect is measured
+        on held-out data). A track is unreliable whatever stage 1 says when another detection
+        lay in its crop window in more than ``max_neighbour_frames`` of its frames ("another
+        object in the crop"), when ``contrast_rel < min_contrast_rel`` ("low contrast"), when
+        ``sharpness_rel < min_sharpness_rel`` ("out of focus"), or when ``|sharpness_trend| >
+        max_focus_drift`` ("focus drift": the cell enters or leaves the focal plane).
     """
 
-    reliable_threshold: float = 0.5
+    reliable_threshold: float = 0.7
     flipping_threshold: float = 0.5
     confidence: float = 0.95
     max_border_cut: float | None = 0.5
     max_size_ratio: float | None = 1.6
+    max_neighbour_frames: float | None = None
+    min_contrast_rel: float | None = None
+    min_sharpness_rel: float | None = None
+    max_focus_drift: float | None = None
+
+
+@dataclass(frozen=True)
+class EstimateConfig:
+    """How the fraction is corrected for the classifiers' errors (``rbcflow.classify.estimate``).
+
+    method : ``"em"`` (the default: the EM prior of the kept tracks' calibrated stage-2
+        probabilities), ``"stage2"`` (the count corrected for stage 2's validated confusion),
+        ``"adjusted"`` (the leaked unreliable tracks subtracted too) or ``"naive"`` (the plain
+        count, Wilson interval); see :func:`rbcflow.classify.calibration.estimate_acquisition`.
+        On held-out patients and dates (docs/method.md) ``em`` had the smallest fraction
+        error; subtracting the leak made it larger (the leak rate varies too much between
+        dates), so ``em`` and ``stage2`` bracket it in their intervals instead.
+    n_boot, seed : bootstrap replicates of the interval and the seed that makes it repeatable.
+    prob_clip : probabilities are clipped to [prob_clip, 1 - prob_clip] before taking logits.
+    temperature_range : bounds of the temperature-scaling search (T > 0).
+    em_tol, em_max_iter : convergence of the EM prior re-estimation (Saerens et al. 2002).
+    """
+
+    method: str = "em"
+    n_boot: int = 2000
+    seed: int = 0
+    prob_clip: float = 1e-6
+    temperature_range: tuple[float, float] = (0.05, 20.0)
+    em_tol: float = 1e-6
+    em_max_iter: int = 200
 
 
 @dataclass(frozen=True)
@@ -208,6 +253,27 @@ class QualityConfig:
     max_illumination_drift: float = 0.10
     max_speed_drift: float = 0.20
     max_unreliable_share: float = 0.97
+
+
+@dataclass(frozen=True)
+class VerdictConfig:
+    """Thresholds of a figure's verdict, ``pass`` / ``check`` / ``fail``
+    (:func:`rbcflow.report.verdict.verdict`; docs/user-guide.md, "Verdicts").
+
+    max_ci_half_width : a wider half-interval, (ci_high - ci_low) / 2, is ``check``.
+    leak_check, leak_fail : estimated unreliable tracks counted as reliable (``estimated_leaked``)
+        per reliable track above which the figure is ``check``, ``fail``.
+    cell_diameter_range : accepted cell diameter after the crop scale, px (training: 13).
+    contrast_range : accepted cell contrast relative to the training crops' (1 = the same).
+    quality_checks : quality indicators whose ``check`` makes the figure ``check``.
+    """
+
+    max_ci_half_width: float = 0.05
+    leak_check: float = 0.15
+    leak_fail: float = 0.5
+    cell_diameter_range: tuple[float, float] = (10.0, 17.0)
+    contrast_range: tuple[float, float] = (0.6, 1.5)
+    quality_checks: tuple[str, ...] = ("share unreliable", "cell speed drift", "illumination drift")
 
 
 @dataclass(frozen=True)
@@ -250,106 +316,6 @@ class InferenceConfig:
     """
 
     batch_size: int = 256
-
-
-@dataclass(frozen=True)
-class CRNNConfig:
-    """C-RNN architecture (:class:`rbcflow.classify.nets.CRNN`; both shipped stages).
-
-    channels : output channels of the four per-frame conv layers (3 x 3, each but the last
-        followed by a 2 x 2 max-pool; the last is averaged over the image).
-    hidden : GRU units.
-    dense : units of the dense layer before the 2 outputs.
-    dropout : dropout before the output layer (training only).
-    """
-
-    channels: tuple[int, ...] = (8, 32, 64, 128)
-    hidden: int = 64
-    dense: int = 64
-    dropout: float = 0.3
-
-
-@dataclass(frozen=True)
-class StackCNNConfig:
-    """Stage-2 CNN architecture, the paper's (:class:`rbcflow.classify.nets.StackCNN`).
-
-    k : frames per sequence = input channels.
-    width : channels of the first residual stage (doubled at each of the two later stages,
-        which halve the resolution: 31 -> 16 -> 8).
-    dropout : dropout before the output layer (training only).
-    """
-
-    k: int = 20
-    width: int = 16
-    dropout: float = 0.3
-
-
-SMALL_CHANNELS = (8, 16, 32, 64)
-"""Per-frame CNN channels of the shipped C-RNNs (the paper's are 8, 32, 64, 128)."""
-
-_STAGE_DEFAULTS: dict[int, dict[str, Any]] = {
-    1: {"k": 12, "epochs": 20},  # up to 12 uniform frames (docs/training.md: as good, faster)
-    2: {"k": 20, "epochs": 30},  # 20 similarity frames, the paper's choice
-}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training settings (defaults used for the shipped models unless stated in their config).
-
-    :meth:`for_stage` gives a stage's defaults (``rbcflow train`` and
-    ``models/train_defaults.py`` start from it); the field defaults of ``k`` and ``epochs``
-    are stage 2's.
-
-    stage : 1 or 2.
-    k : frames per sequence (stage 1: at most k, uniform; stage 2: exactly k, similarity).
-    epochs, batch_size, lr, weight_decay : optimiser settings (Adam, cosine schedule).
-    seed : seeds initialisation, sampling, augmentation and dropout.
-    augment : apply label-preserving augmentation to training sequences.
-    synthetic_unreliable : stage 1: fraction of each epoch's unreliable sample made from
-        reliable sequences (0 = real unreliable only).
-    random_crop : stage 1: probability of training on a random sub-sequence (>= 6 frames) so
-        that a sequence's length does not reveal its class.
-    architecture : network parameters (a CRNNConfig or, stage 2 only, a StackCNNConfig);
-        None = a C-RNN with per-frame channels SMALL_CHANNELS.
-    """
-
-    stage: int = 1
-    k: int = 20
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-    augment: bool = True
-    synthetic_unreliable: float = 0.4
-    random_crop: float = 0.5
-    architecture: CRNNConfig | StackCNNConfig | None = None
-
-    @classmethod
-    def for_stage(cls, stage: int, **changes: Any) -> TrainConfig:
-        """A stage's default settings (those of the shipped models), with ``changes``.
-
-        Examples
-        --------
-        >>> [(c.k, c.epochs) for c in (TrainConfig.for_stage(1), TrainConfig.for_stage(2))]
-        [(12, 20), (20, 30)]
-        """
-        if stage not in _STAGE_DEFAULTS:
-            raise ValueError(f"stage must be 1 or 2, got {stage}")
-        return cls(**{"stage": stage, **_STAGE_DEFAULTS[stage], **changes})
-
-    def network_config(self) -> CRNNConfig | StackCNNConfig:
-        """The architecture; default: the small C-RNN of the shipped models, for both stages
-        (in cross-validation it matched the paper-sized C-RNN on stage 1 and beat the K-channel
-        CNN clearly on stage 2)."""
-        if self.architecture is not None:
-            return self.architecture
-        return CRNNConfig(channels=SMALL_CHANNELS)
-
-    @property
-    def sampling(self) -> str:
-        return "uniform" if self.stage == 1 else "similarity"
 
 
 def to_dict(cfg: Any) -> dict:

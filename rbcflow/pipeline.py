@@ -32,9 +32,11 @@ import numpy as np
 import pandas as pd
 
 from rbcflow import __version__, schema
-from rbcflow.classify.labels import summarize
+from rbcflow.classify.calibration import estimate_acquisition
+from rbcflow.classify.labels import relabel
 from rbcflow.classify.stream import ClassifierLike, Collected, TrackClassifier
 from rbcflow.config import (
+    EstimateConfig,
     FrontEndConfig,
     ReportConfig,
     StreamConfig,
@@ -45,6 +47,8 @@ from rbcflow.frontend import FrontEndResult, progress_total, run_frontend
 from rbcflow.io.discover import acquisition_name
 from rbcflow.io.video import open_video
 from rbcflow.provenance import input_fingerprint, json_safe, now_iso, run_record
+from rbcflow.report.quality import quality_indicators
+from rbcflow.report.verdict import verdict
 
 ProgressFactory = Callable[[int | None, str, str], AbstractContextManager[Callable[[int], None]]]
 """``factory(total, description, unit)`` -> context manager yielding a ``progress(n)`` callback
@@ -63,12 +67,17 @@ class AnalysisSettings:
     frontend: FrontEndConfig = field(default_factory=FrontEndConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
+    estimate: EstimateConfig = field(default_factory=EstimateConfig)
 
     def to_dict(self) -> dict:
-        return {"frontend": to_dict(self.frontend), "report": to_dict(self.report)}
+        return {
+            "frontend": to_dict(self.frontend),
+            "report": to_dict(self.report),
+            "estimate": to_dict(self.estimate),
+        }
 
     def params_id(self) -> str:
-        return params_id(self.frontend, self.report)
+        return params_id(self.frontend, self.report, self.estimate)
 
 
 @dataclass
@@ -284,7 +293,21 @@ def analyze(
         p(sink.set_progress(p))
         got = sink.finish()
     tracks = classified_tracks(schema.validate(result.tracks, schema.TRACKS, "tracks"), got)
-    counts = summarize(tracks["label"], settings.report)
+    # rules and labels again, now that the acquisition-relative context columns are known
+    tracks = relabel(tracks, settings.report)
+    rates_of = getattr(classifier, "validated_rates", None)
+    counts = {
+        "tracks": len(tracks),
+        **estimate_acquisition(
+            tracks["label"],
+            tracks["rule"],
+            rates_of(settings.report) if rates_of is not None else None,
+            settings.report,
+            settings.estimate,
+            p_tank_treading=tracks["p_tank_treading"].to_numpy(),
+            temperature=getattr(classifier, "stage2_temperature", None),
+        ),
+    }
     finished = now_iso()
     row = {
         **base_row(run.source, classifier),
@@ -317,5 +340,15 @@ def analyze(
             "noise": result.noise,
         }
     )
+    # the headline's verdict, from the front end's calibration and the quality indicators
+    # (kept in run.json: the HTML page shows the same indicators without computing them again)
+    indicators = quality_indicators(row, tracks, result.frame_stats)
+    verdict_, reason = verdict(row, frontend=record["frontend"], quality=indicators)
+    row.update(verdict=verdict_, verdict_reason=reason)
+    record["result"].update(verdict=verdict_, verdict_reason=reason)
+    record["quality"] = json_safe(indicators)
     gallery = [g for items in got.gallery.values() for g in items]
+    final = dict(zip(tracks["track_id"].tolist(), tracks["label"].tolist(), strict=True))
+    for g in gallery:  # a context rule may have relabelled a track after its gallery strip
+        g.label = final.get(g.track_id, g.label)
     return AcquisitionResult(run, tracks, _none_for_nan(row), gallery, record)

@@ -88,6 +88,11 @@ TRACKS: dict[str, str] = {
     "edge": "bool",  # entered or left through an image border (crop touched it)
     "border_cut": "float64",  # share of frames where the top or bottom border cuts the cell
     "size_ratio": "float64",  # median detected area / the video's typical one-cell area
+    # Context measures (frontend.tracks.context_row, crop_context; NaN when unknown):
+    "neighbour_frames": "float64",  # share of frames with another detection in the crop window
+    "contrast_rel": "float64",  # median crop contrast / the acquisition's median over tracks
+    "sharpness_rel": "float64",  # median crop sharpness / the acquisition's median over tracks
+    "sharpness_trend": "float64",  # sharpness, last third - first third / acquisition's median
 }
 
 TRUTH: dict[str, str] = {
@@ -167,6 +172,11 @@ REPORT: dict[str, str] = {
     "tank_treading_fraction": "float64",
     "ci_low": "float64",
     "ci_high": "float64",
+    "verdict": "object",  # pass | check | fail (rbcflow.report.verdict)
+    "verdict_reason": "object",  # why, one short sentence per reason, joined with "; "
+    "fraction_counted": "float64",  # the plain count tank_treading / reliable, uncorrected
+    "estimated_leaked": "float64",  # unreliable tracks stage 1 is estimated to have let through
+    "fraction_method": "object",  # adjusted | naive (rbcflow.classify.calibration)
     "rbcflow_version": "object",
     "stage1_model": "object",
     "stage2_model": "object",

@@ -22,10 +22,11 @@ MAX_LINES = 400
 
 # Lower number = lower layer. A module may import its own layer or lower ones, never higher.
 LAYERS = {
-    "rbcflow": 0,  # __init__ (version), errors, schema, config
+    "rbcflow": 0,  # __init__ (version), errors, schema, config, model_settings
     "rbcflow.errors": 0,
     "rbcflow.schema": 0,
     "rbcflow.config": 0,
+    "rbcflow.model_settings": 0,
     "rbcflow.io": 1,
     "rbcflow.provenance": 1,
     "rbcflow.frontend": 2,

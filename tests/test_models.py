@@ -10,8 +10,8 @@ import torch
 
 from rbcflow.classify.model_folder import folder_checksum, load_model, read_config, save_model
 from rbcflow.classify.nets import CRNN, Ensemble, StackCNN, architecture_of, build_network
-from rbcflow.config import CRNNConfig, StackCNNConfig
 from rbcflow.errors import ModelError
+from rbcflow.model_settings import CRNNConfig, StackCNNConfig
 from rbcflow.training.loop import input_spec
 
 

@@ -223,7 +223,8 @@ def test_unwritable_output_refused_before_work(tmp_path):
 
 
 def test_labels_and_summary():
-    labels = label_tracks([0.9, 0.9, 0.2, 0.5, np.nan], [0.8, 0.3, 0.9, 0.5, 0.9], ReportConfig())
+    cfg = ReportConfig(reliable_threshold=0.5, flipping_threshold=0.5)
+    labels = label_tracks([0.9, 0.9, 0.2, 0.5, np.nan], [0.8, 0.3, 0.9, 0.5, 0.9], cfg)
     assert list(labels) == ["tank-treading", "flipping", "unreliable", "flipping", "unreliable"]
     strict = label_tracks([0.6], [0.6], ReportConfig(reliable_threshold=0.7))
     assert list(strict) == ["unreliable"]

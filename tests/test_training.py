@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from rbcflow.classify.model_folder import load_model
 from rbcflow.classify.sampling import normalise
 from rbcflow.cli import main
-from rbcflow.config import CRNNConfig, StackCNNConfig, TrainConfig
 from rbcflow.io.sequences import Sequence, write_dataset
+from rbcflow.model_settings import CRNNConfig, StackCNNConfig, TrainConfig
 from rbcflow.training.augment import UNRELIABLE_KINDS, augment, make_unreliable
 from rbcflow.training.loop import train
 from rbcflow.training.metrics import binary_metrics, stage_target
@@ -95,9 +95,34 @@ def test_make_unreliable(kind):
         assert detail(u) < 0.8 * detail(x)
     elif kind == "overlap":  # more dark matter in the crop
         assert np.abs(u).sum() > 1.3 * np.abs(x).sum()
-    else:  # fade: the end (or the start) has lost its contrast
+    elif kind == "fade":  # the end (or the start) has lost its contrast
         ends = [np.abs(u[0]).mean(), np.abs(u[-1]).mean()]
         assert min(ends) < 0.6 * np.abs(x).mean()
+    elif kind == "crossing":  # 1-4 consecutive frames hold a second cell, the others do not
+        changed = np.flatnonzero((np.abs(u - x) > 1.5).sum(axis=(1, 2)) > 5)
+        assert 1 <= len(changed) <= 4
+        assert np.all(np.diff(changed) == 1)
+    elif kind == "focus_drift":  # the first frame as it was, the last blurred and faded
+
+        def kept(i):  # how much of the in-focus frame is left (the added noise is orthogonal)
+            return float((u[i] * x[i]).sum() / (x[i] * x[i]).sum())
+
+        assert kept(0) > 0.85
+        assert kept(len(x) - 1) < 0.5
+    elif kind == "touching":  # every frame holds a second cell
+        per_frame = np.abs(u).sum(axis=(1, 2)) / np.abs(x).sum(axis=(1, 2))
+        assert per_frame.min() > 1.3
+    elif kind == "small_dark":  # a small object: the dark matter's extent shrinks, centre dark
+
+        def extent(a):  # radius of gyration of the (time-averaged) dark part about the centre
+            w = np.clip(-a.mean(axis=0) - 0.5, 0, None)
+            yy, xx = np.mgrid[:31, :31] - 15
+            return float(np.sqrt((w * (yy**2 + xx**2)).sum() / w.sum()))
+
+        assert extent(u) < 0.75 * extent(x)
+        assert u[:, 13:18, 13:18].mean() < -0.5
+    else:
+        raise AssertionError(f"no check for kind {kind}")
     with pytest.raises(ValueError):
         make_unreliable(x, other, rng, "gremlins")
 
@@ -140,6 +165,9 @@ def test_stage1_learns_toy_task_in_a_few_epochs():
         batch_size=16,
         k=10,
         architecture=CRNNConfig(channels=(4, 8, 16, 16), hidden=16, dense=16),
+        # the toy's unreliable cells are of one kind (blurred, inverted): in 4 epochs the
+        # default share of synthetic kinds (0.5) would leave too few of them to learn from
+        synthetic_unreliable=0.3,
     )
     res = train(tr, va, cfg)
     assert len(res.history) == 4 and 1 <= res.best_epoch <= 4

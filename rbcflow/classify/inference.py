@@ -19,9 +19,11 @@ import pandas as pd
 import torch
 from torch import nn
 
+from rbcflow.classify.calibration import rates_at
+from rbcflow.classify.estimate import ValidatedRates
 from rbcflow.classify.model_folder import LoadedModel, default_model_dir, load_model
 from rbcflow.classify.sampling import pad_frames, prepare
-from rbcflow.config import InferenceConfig
+from rbcflow.config import InferenceConfig, ReportConfig
 from rbcflow.errors import ModelError
 from rbcflow.schema import LABEL_NAMES, TANK_TREADING, check_crops
 
@@ -123,6 +125,23 @@ class Classifier:
     @property
     def stage2_dir(self) -> Path:
         return self.stage2.path
+
+    @property
+    def stage2_temperature(self) -> float | None:
+        """Stage 2's validated temperature (``calibration`` of its config), or None."""
+        t = (self.stage2.config.get("calibration") or {}).get("temperature")
+        return float(t) if t else None
+
+    def validated_rates(self, cfg: ReportConfig | None = None) -> ValidatedRates | None:
+        """The models' out-of-fold confusion counts at ``cfg``'s thresholds
+        (:func:`rbcflow.classify.calibration.rates_at`); None for models without them."""
+        cfg = cfg or ReportConfig()
+        return rates_at(
+            self.stage1.config.get("calibration"),
+            self.stage2.config.get("calibration"),
+            cfg.reliable_threshold,
+            cfg.flipping_threshold,
+        )
 
     def _run(self, model: LoadedModel, seqs: Sequence[np.ndarray], batch_size: int) -> np.ndarray:
         spec = model.config["input"]

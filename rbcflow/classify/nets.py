@@ -11,10 +11,10 @@
   scarce data it generalised worse across acquisitions than the C-RNN (docs/training.md).
 * :class:`Ensemble` averages the class probabilities of several members.
 
-Their parameters are :class:`rbcflow.config.CRNNConfig` and :class:`rbcflow.config.StackCNNConfig`
-(defaults live in config). Every network maps its input to logits ``(B, 2)``; an ensemble's
-output is the log of its members' mean probabilities, so ``softmax`` of any output is a
-probability.
+Their parameters are :class:`rbcflow.model_settings.CRNNConfig` and
+:class:`rbcflow.model_settings.StackCNNConfig` (defaults live there). Every network maps its
+input to logits ``(B, 2)``; an ensemble's output is the log of its members' mean
+probabilities, so ``softmax`` of any output is a probability.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rbcflow.config import CRNNConfig, StackCNNConfig
+from rbcflow.model_settings import CRNNConfig, StackCNNConfig
 from rbcflow.schema import CROP_SIZE
 
 

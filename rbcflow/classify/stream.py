@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from rbcflow.classify.features import track_features
-from rbcflow.classify.labels import geometry_rules, label_tracks
+from rbcflow.classify.labels import RULE_COLUMNS, label_tracks, track_rules
 from rbcflow.config import ReportConfig, StreamConfig
 from rbcflow.schema import GalleryItem
 
@@ -152,11 +152,12 @@ class TrackClassifier:
         if len(pred) != len(seqs):
             raise RuntimeError(f"classifier returned {len(pred)} rows for {len(seqs)} tracks")
         pred = pred[["p_reliable", "p_tank_treading"]].reset_index(drop=True).astype(float)
-        geometry = {
-            key: np.array([r.get(key, np.nan) for r in rows], dtype=float)
-            for key in ("border_cut", "size_ratio")
+        # the front end's columns (the acquisition-relative ones are NaN until every track is
+        # known: the pipeline's final relabel applies their rules)
+        measures = {
+            key: np.array([r.get(key, np.nan) for r in rows], dtype=float) for key in RULE_COLUMNS
         }
-        rule = geometry_rules(len(rows), self.report_cfg, **geometry)
+        rule = track_rules(len(rows), self.report_cfg, **measures)
         pred["label"] = label_tracks(
             pred["p_reliable"], pred["p_tank_treading"], self.report_cfg, rule=rule
         )

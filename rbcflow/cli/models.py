@@ -13,8 +13,9 @@ from typing import Any
 import click
 
 from rbcflow.cli.main import CONTEXT_SETTINGS, main, progress_bar, report_error
-from rbcflow.config import CRNNConfig, InferenceConfig, ReportConfig, StackCNNConfig, TrainConfig
+from rbcflow.config import InferenceConfig, ReportConfig
 from rbcflow.errors import DatasetError, ModelError, OutputError, RbcflowError
+from rbcflow.model_settings import CRNNConfig, StackCNNConfig, TrainConfig
 
 DEVICE_HELP = "Torch device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1 ..."
 BATCH_SIZE = InferenceConfig().batch_size

@@ -79,7 +79,8 @@ class FrontEndResult:
         Seconds per step: background, calibration, tracking (the whole second pass), and
         within it, in the main thread: wait_decode (blocked on the decoding thread, which also
         runs the coarse half of the detection), detection (its refinement half, by batches of
-        ``cfg.batch_frames`` frames), linking, crops, on_track.
+        ``cfg.batch_frames`` frames), linking, crops (cutting them, and each track's context
+        measures from them), on_track.
     scale : float
         Crop resampling factor used.
     threshold : float
@@ -189,7 +190,9 @@ def run_frontend(
     on_track : callable, optional
         ``on_track(row, crops)`` for each kept track as soon as it ends: ``row`` its TRACKS row
         (dict), ``crops`` its ``(T, 31, 31)`` uint8 crops, raw intensities, centred on the
-        positions of ``positions`` for that track.
+        positions of ``positions`` for that track. The row's acquisition-relative
+        ``contrast_rel`` and ``sharpness_rel`` are NaN there (known once all tracks are: the
+        result's ``tracks`` has them); it also holds their raw ``contrast`` and ``sharpness``.
 
     Returns
     -------
@@ -244,8 +247,14 @@ def run_frontend(
         cfg.tracking,
         template_half=centroid_half_for(cal.size),
         min_separation=max(4.0, 0.6 * cal.size),
+        crop_reach=cutter.reach,
     )
-    row_args = {"rows": reader.shape[0], "radius": cal.size / 2.0, "cell_area": cal.cell_area}
+    row_args = {
+        "rows": reader.shape[0],
+        "radius": cal.size / 2.0,
+        "cell_area": cal.cell_area,
+        "crop_radius": cal.size / 2.0 * cal.scale,  # the cell's radius in crop pixels
+    }
     t2 = time.perf_counter()
     timings["calibration"] = t2 - t1
 
@@ -265,7 +274,9 @@ def run_frontend(
             tr.payload = []
             kept.append(tr)
             edges.append(edge)
-            rows.append(track_row(tr, edge, **row_args))  # once per track: reused below
+            s = time.perf_counter()
+            rows.append(track_row(tr, edge, crops=crops, **row_args))  # once: reused below
+            clock["crops"] += time.perf_counter() - s
             if on_track is not None:
                 s = time.perf_counter()
                 on_track(dict(rows[-1]), crops)

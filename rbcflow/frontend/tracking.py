@@ -15,7 +15,9 @@ matters for the crops: the classifier reads shape changes, not jitter.
 A track with no detection for a frame keeps going on the correlation (or its prediction) for up
 to ``max_gap`` frames; it ends when its prediction leaves the field or it stays lost longer.
 Trailing undetected frames are removed; tracks shorter than ``min_length`` are dropped. A track
-is flagged ``interference`` when another object comes closer than ``interference_distance``.
+is flagged ``interference`` when another object comes closer than ``interference_distance``,
+and records per frame whether another detection lies in its crop window
+(:attr:`~rbcflow.frontend.tracks.Track.neighbours`, the TRACKS column ``neighbour_frames``).
 
 API layers (STYLE habit 2, as trackpy's ``link_iter`` -> ``link``): :meth:`Linker.step` links one
 frame (it returns the tracks that finished), :func:`link_iter` is the one per-frame loop over a
@@ -54,6 +56,11 @@ class Linker:
     min_separation : float
         A detection closer than this to an active track's position never starts a new track
         (a cell split in two components must not give a duplicate track), pixels.
+    crop_reach : float
+        Half side of the track's crop window in frame pixels (``15 / scale`` for 31x31 crops,
+        :attr:`rbcflow.frontend.crops.CropCutter.reach`): another detection whose centre lies
+        within ``crop_reach + r`` of the track's position along both x and y (``r`` its
+        radius, ``sqrt(area / pi)``, 0 when its area is unknown) is in the track's crop.
 
     Examples
     --------
@@ -74,12 +81,14 @@ class Linker:
         *,
         template_half: int = 8,
         min_separation: float = 6.0,
+        crop_reach: float = 15.0,
     ):
         self.cfg = cfg or TrackingConfig()
         self.background = np.asarray(background, dtype=np.float32)
         self.rows, self.cols = self.background.shape
         self.half = int(template_half)
         self.min_separation = float(min_separation)
+        self.crop_reach = float(crop_reach)
         self.active: list[Track] = []
         self.prev_frame: np.ndarray | None = None
         self.prev_index: int | None = None
@@ -216,7 +225,7 @@ class Linker:
             still.append(tr)
             own.append(int(j))
         self.active = still
-        self._flag_interference(xy, own)
+        self._flag_interference(xy, own, area)
         speeds = [tr.vx for tr in still if len(tr) >= 3]
         if speeds:
             self.prior_vx = float(np.median(speeds))
@@ -225,11 +234,13 @@ class Linker:
         self.seconds += time.perf_counter() - start
         return done
 
-    def _flag_interference(self, xy: np.ndarray, own: list[int]) -> None:
-        """Flag tracks with another object (track or detection) within the distance.
+    def _flag_interference(self, xy: np.ndarray, own: list[int], area: np.ndarray) -> None:
+        """Flag tracks with another object (track or detection) within the distance, and
+        append to each track whether another detection lies in its crop window.
 
         A track's own detection, and fragments of it (detections closer than
-        ``min_separation``), are not other objects.
+        ``min_separation``), are not other objects. In the crop window: ``|dx|`` and ``|dy| <=
+        crop_reach + r`` (:class:`Linker`).
         """
         if not self.active:
             return
@@ -239,14 +250,22 @@ class Linker:
         d = np.hypot(pos[:, None, 0] - pos[None, :, 0], pos[:, None, 1] - pos[None, :, 1])
         d[np.arange(n), np.arange(n)] = np.inf
         close = (d < lim).any(axis=1)
+        inside = np.zeros(n, dtype=bool)
         if len(xy):
-            dd = np.hypot(pos[:, None, 0] - xy[None, :, 0], pos[:, None, 1] - xy[None, :, 1])
+            dx = np.abs(pos[:, None, 0] - xy[None, :, 0])
+            dy = np.abs(pos[:, None, 1] - xy[None, :, 1])
+            dd = np.hypot(dx, dy)
             own_idx = np.asarray(own)
             has = own_idx >= 0
-            dd[np.flatnonzero(has), own_idx[has]] = np.inf
-            close |= ((dd < lim) & (dd >= self.min_separation)).any(axis=1)
-        for tr in np.asarray(self.active, dtype=object)[close]:
-            tr.interference = True
+            dd[np.flatnonzero(has), own_idx[has]] = -1.0  # not another object
+            other = dd >= self.min_separation
+            close |= ((dd < lim) & other).any(axis=1)
+            # crop_reach + the detection's radius (0 where its area is unknown: fmax skips NaN)
+            reach = np.fmax(self.crop_reach + np.sqrt(np.abs(area) / np.pi), self.crop_reach)
+            inside = ((np.maximum(dx, dy) <= reach) & other).any(axis=1)
+        for tr, flag, near in zip(self.active, close.tolist(), inside.tolist(), strict=True):
+            tr.interference |= flag
+            tr.neighbours.append(near)
 
     def _close(self, ended: list[Track]) -> list[Track]:
         kept = []
@@ -302,6 +321,7 @@ def track_frames(
     *,
     template_half: int = 8,
     min_separation: float = 6.0,
+    crop_reach: float = 15.0,
 ) -> Iterator[Track]:
     """Generator of finished tracks over a stream of frames (on :func:`link_iter`).
 
@@ -320,6 +340,12 @@ def track_frames(
     Track
         Each kept track as soon as it ends.
     """
-    link = Linker(background, cfg, template_half=template_half, min_separation=min_separation)
+    link = Linker(
+        background,
+        cfg,
+        template_half=template_half,
+        min_separation=min_separation,
+        crop_reach=crop_reach,
+    )
     for _, _, finished in link_iter(link, ((f, detect(f)[0], None) for f in frames)):
         yield from finished

@@ -25,6 +25,7 @@ from rbcflow.config import QualityConfig
 from rbcflow.io.outputs import write_text_atomic
 from rbcflow.report.figures import _figures, _png_uri, strip_png
 from rbcflow.report.quality import quality_indicators
+from rbcflow.report.verdict import VERDICTS
 from rbcflow.schema import GalleryItem
 
 
@@ -72,7 +73,30 @@ text-align:left;vertical-align:top;font-size:.92em}th{background:#f5f5f5}
 .gallery td{border:none;padding:.15em .4em}.strip{image-rendering:pixelated}
 figure{margin:1em 0}figcaption{color:#555;font-size:.9em}
 code{word-break:break-all}.small{font-size:.85em;color:#555}
+.verdict{font-size:1.15em;padding:.3em .6em;border-left:.4em solid}.v-pass{border-color:#1b5e20}
+.v-check,.v-none{border-color:#e65100;background:#fff3e0}.v-fail{border-color:#b71c1c;
+background:#ffebee}
 """
+
+
+def _verdict_html(row: Mapping[str, Any]) -> list[str]:
+    """The headline's verdict: a ``pass`` plainly, anything else as provisional with reasons."""
+    given = row.get("verdict")
+    known = given if isinstance(given, str) and given in VERDICTS else None
+    reason = row.get("verdict_reason")
+    reason = reason if isinstance(reason, str) else ""
+    label = known or "not assessed"
+    head = f'<p class="verdict v-{known or "none"}">Verdict: <b>{esc(label)}</b>'
+    if known == "pass":
+        return [head + (f" &mdash; {esc(reason)}" if reason else "") + "</p>"]
+    reasons = [r for r in reason.split("; ") if r.strip()] or [
+        "this row has no verdict (made by an older rbcflow?): analyse it again"
+    ]
+    return [
+        head + " &mdash; <b>provisional: do not report</b> this figure until these are "
+        "resolved (user guide, &ldquo;Verdicts&rdquo;):</p>",
+        '<ul class="verdict-reasons">' + "".join(f"<li>{esc(r)}</li>" for r in reasons) + "</ul>",
+    ]
 
 
 def render_html(
@@ -98,8 +122,12 @@ def render_html(
     provenance : the ``run.json`` record (parameters, models, input, platform, warnings).
     thresholds : (reliable_threshold, flipping_threshold), drawn on the histograms.
     figures : draw the matplotlib figures (False for a quick text-only page, e.g. in tests).
-    quality : display thresholds of the quality indicators (default ``QualityConfig()``).
+    quality : display thresholds of the quality indicators; None: those ``provenance``
+        carries (``quality``, computed by :func:`rbcflow.pipeline.analyze`) if any, else
+        computed with ``QualityConfig()``.
 
+    Below the figure, the row's ``verdict`` and its reasons; unless it is ``pass`` the page
+    says the figure is provisional, not to be reported (a row without a verdict too).
     Every string from the input is escaped; see the module docstring.
     """
     prov = dict(provenance or {})
@@ -129,6 +157,7 @@ def render_html(
         )
     else:
         parts.append('<p class="headline">no figure</p>')
+    parts.extend(_verdict_html(row))
     parts.append(
         f'<p>Status: <span class="status-{esc(status)}">{esc(status)}</span>'
         + (f" &mdash; {esc(row.get('message'))}" if row.get("message") else "")
@@ -151,7 +180,10 @@ def render_html(
         "<h2>Quality indicators</h2><table><tr><th>indicator</th><th>value</th>"
         "<th></th><th>meaning</th></tr>"
     )
-    for q in quality_indicators(row, tracks, frame_stats, quality):
+    indicators = prov.get("quality") if quality is None else None
+    if not isinstance(indicators, list):
+        indicators = quality_indicators(row, tracks, frame_stats, quality)
+    for q in indicators:
         cls = "check" if q["verdict"] == "check" else "ok"
         parts.append(
             f"<tr><td>{esc(q['name'])}</td><td>{esc(q['value'])}</td>"

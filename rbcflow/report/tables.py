@@ -22,7 +22,10 @@ def report_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Report rows -> a DataFrame with the :data:`~rbcflow.schema.REPORT_COLUMNS` columns and
     dtypes.
 
-    Missing keys become missing values; unknown keys are dropped (the file is a contract).
+    Missing keys become missing values; unknown keys are dropped (the file is a contract). A
+    ``failed`` row without a verdict gets ``fail``, its message as the reason (the batch makes
+    failed rows without :func:`rbcflow.report.verdict.verdict`); a ``skipped`` row carries the
+    verdict of the run it skips.
 
     Examples
     --------
@@ -33,6 +36,10 @@ def report_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     True
     """
     data = {c: [r.get(c) for r in rows] for c in REPORT_COLUMNS}
+    for i, r in enumerate(rows):
+        if r.get("status") == "failed" and not _present(r.get("verdict")):
+            data["verdict"][i] = "fail"
+            data["verdict_reason"][i] = r.get("message") or "the analysis failed"
     df = pd.DataFrame(data)
     for col, dtype in REPORT_COLUMNS.items():
         if dtype == "Int64":
@@ -42,6 +49,10 @@ def report_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         else:
             df[col] = df[col].astype("object").where(df[col].notna(), None)
     return df
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and value != value)
 
 
 def read_report(path: str | os.PathLike) -> pd.DataFrame | None:

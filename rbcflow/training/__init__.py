@@ -8,6 +8,6 @@
 * :mod:`~rbcflow.training.metrics`: stage targets and binary metrics (paper conventions);
 * :mod:`~rbcflow.training.evaluation`: both stages scored on labelled sequences.
 
-Settings are :class:`rbcflow.config.TrainConfig`. This ``__init__`` imports nothing: import the
-module you need.
+Settings are :class:`rbcflow.model_settings.TrainConfig`. This ``__init__`` imports nothing:
+import the module you need.
 """

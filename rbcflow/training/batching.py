@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from rbcflow.classify.sampling import NORMALISATION, normalise, pad_frames, prepare, uniform_indices
-from rbcflow.config import TrainConfig
 from rbcflow.io.sequences import Sequence as LabelledSequence
+from rbcflow.model_settings import TrainConfig
 from rbcflow.training.augment import augment, make_unreliable
 from rbcflow.training.metrics import stage_target
 

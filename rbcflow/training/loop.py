@@ -9,7 +9,7 @@ Each epoch trains on a class-balanced, augmented sample (:mod:`rbcflow.training.
 Adam with a cosine learning-rate schedule; the epoch with the best validation F1 (positive
 class: reliable for stage 1, flipping for stage 2; ties to the lower validation loss) is kept.
 Everything random derives from ``TrainConfig.seed``: two runs with one seed give the same
-weights (on one device). Settings: :class:`rbcflow.config.TrainConfig`.
+weights (on one device). Settings: :class:`rbcflow.model_settings.TrainConfig`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from torch import nn
 from rbcflow.classify.inference import batch_tensors, predict_proba
 from rbcflow.classify.nets import architecture_of, build_network
 from rbcflow.classify.sampling import NORMALISATION
-from rbcflow.config import TrainConfig
 from rbcflow.io.sequences import Sequence as LabelledSequence
+from rbcflow.model_settings import TrainConfig
 from rbcflow.schema import LABEL_NAMES
 from rbcflow.training.batching import epoch_sample, prepare_data
 from rbcflow.training.metrics import POSITIVE, STAGE_CLASSES, binary_metrics
