@@ -191,7 +191,12 @@ def accuracy_real(
             )
             video = work / f"real{i}.tif"
             _, tracks = composite_video(
-                pick, video, SynthConfig(width=640, height=480), rng=seed + i, cells_in_view=8
+                pick,
+                video,
+                SynthConfig(width=640, height=480),
+                rng=seed + i,
+                cells_in_view=8,
+                overwrite=True,
             )
             rel = tracks[tracks["label"] != 2]
             expected = float((rel["label"] == 0).mean())

@@ -221,6 +221,9 @@ class EstimateConfig:
     prob_clip : probabilities are clipped to [prob_clip, 1 - prob_clip] before taking logits.
     temperature_range : bounds of the temperature-scaling search (T > 0).
     em_tol, em_max_iter : convergence of the EM prior re-estimation (Saerens et al. 2002).
+    em_pseudo_count : tracks of each kind added to EM's M step (a Beta(2, 2) belief): with ten
+        tracks the plain maximum-likelihood prior runs to 0 or 1; with 150 it moves the figure
+        by < 0.003.
     """
 
     method: str = "em"
@@ -230,6 +233,7 @@ class EstimateConfig:
     temperature_range: tuple[float, float] = (0.05, 20.0)
     em_tol: float = 1e-6
     em_max_iter: int = 200
+    em_pseudo_count: float = 1.0
 
 
 @dataclass(frozen=True)

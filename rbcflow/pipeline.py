@@ -336,6 +336,7 @@ def analyze(
         {
             "cell_diameter_px": result.cell_diameter,
             "scale": result.scale,
+            "scale_auto": settings.frontend.crops.scale is None,
             "threshold": result.threshold,
             "noise": result.noise,
         }

@@ -132,8 +132,26 @@ def test_shipped_models_on_held_out_real_acquisitions(shipped, shared_data):
         shipped, [s.name for s in seqs], [s.frames for s in seqs], [s.label for s in seqs]
     )
     s1, s2 = res["stage1"], res["stage2"]
-    # Balanced accuracy; chance is 0.5.
-    assert (s1["recall"] + s1["specificity"]) / 2 >= 0.8, s1
-    assert (s2["recall"] + s2["specificity"]) / 2 >= 0.75, s2
+    # Stated floors (docs/training.md: the shipped models give 0.927 / 0.963 and 1.000 / 0.933
+    # on these 68 sequences, where one sequence is 2.4-6.7 points)
+    assert s1["recall"] >= 0.85 and s1["specificity"] >= 0.9, s1
+    assert s2["recall"] >= 0.9 and s2["specificity"] >= 0.85, s2
     acq = res["acquisitions"].set_index("acquisition")
-    assert abs(acq.tt_fraction_true - acq.tt_fraction_est).max() <= 0.25
+    assert abs(acq.tt_fraction_true - acq.tt_fraction_est).max() <= 0.1
+
+
+def test_shipped_models_carry_their_out_of_fold_calibration(shipped):
+    """The validated rates the estimator corrects with are in the models, at any threshold."""
+    cal1 = shipped.stage1.config["calibration"]
+    cal2 = shipped.stage2.config["calibration"]
+    assert "leave one acquisition date out" in cal1["source"]
+    assert "leave one patient out" in cal2["source"]
+    assert set(cal2["fold"]) == {"BG", "BK", "BM"} and len(set(cal1["fold"])) == 2
+    assert 0.2 < shipped.stage2_temperature < 5
+    rates = shipped.validated_rates()
+    assert rates.rel_n > 0 and rates.unrel_n > 0 and rates.tt_n > 0 and rates.fl_n > 0
+    # validated on patients and dates the members never saw: far from perfect, better than chance
+    assert 0.85 <= rates.rel_rate <= 1 and 0 < rates.leak_rate < 0.3
+    assert rates.tt_rate > 0.85 and rates.fl_rate < 0.1
+    strict = shipped.validated_rates(ReportConfig(reliable_threshold=0.9))
+    assert strict.rel_rate < rates.rel_rate and strict.leak_rate <= rates.leak_rate

@@ -314,3 +314,12 @@ def test_skipped_sample_keeps_its_verdict(sample_run):
         first.verdict[0],
         first.verdict_reason[0],
     )
+
+
+def test_an_automatic_scale_is_a_check():
+    auto = {**GOOD_FRONTEND, "scale_auto": True}
+    v, why = verdict(good_row(), frontend=auto, quality=[])
+    assert v == "check" and "scale 1.00 chosen automatically (--scale auto)" in why
+    assert verdict(good_row(), frontend={**GOOD_FRONTEND, "scale_auto": False}, quality=[])[0] == (
+        "pass"
+    )

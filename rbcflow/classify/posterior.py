@@ -90,6 +90,7 @@ def em_prior(
     tol: float = _CFG.em_tol,
     max_iter: int = _CFG.em_max_iter,
     clip: float = _CFG.prob_clip,
+    pseudo: float = 0.0,
 ) -> tuple[float, np.ndarray]:
     """EM re-estimation of the positive-class prior on a new set (Saerens et al. 2002).
 
@@ -98,6 +99,9 @@ def em_prior(
     (E step), and ``pi`` becomes the mean of ``p'`` (M step), from ``pi = pi_t`` until it moves
     by less than ``tol``. The fixed point is the maximum-likelihood prior of the new set, if the
     posteriors are calibrated on data of balance ``pi_t`` (use :func:`apply_temperature` first).
+    ``pseudo > 0`` makes it the maximum a posteriori prior under a Beta(1 + pseudo, 1 + pseudo)
+    belief (M step ``(sum p' + pseudo) / (n + 2 pseudo)``): with few tracks the likelihood is
+    flat and the plain maximum runs to 0 or 1.
 
     Returns
     -------
@@ -124,7 +128,7 @@ def em_prior(
 
     prior = train_prior
     for _ in range(max_iter):
-        prior, old = float(np.mean(reweight(prior))), prior
+        prior, old = float((reweight(prior).sum() + pseudo) / (p.size + 2 * pseudo)), prior
         if abs(prior - old) < tol:
             break
     return prior, reweight(prior)
@@ -152,6 +156,7 @@ def em_bootstrap(
     seed: int = _CFG.seed,
     tol: float = 1e-5,
     max_iter: int = _CFG.em_max_iter,
+    pseudo: float = 0.0,
 ) -> np.ndarray:
     """EM priors of ``n_boot`` resamples of ``p`` (with replacement), vectorised.
 
@@ -166,7 +171,8 @@ def em_bootstrap(
     prior = np.full(n_boot, float(train_prior))
     for _ in range(max_iter):
         w1 = (prior / train_prior)[:, None] * sample
-        new = (w1 / (w1 + ((1 - prior) / (1 - train_prior))[:, None] * (1 - sample))).mean(1)
+        post = w1 / (w1 + ((1 - prior) / (1 - train_prior))[:, None] * (1 - sample))
+        new = (post.sum(1) + pseudo) / (p.size + 2 * pseudo)
         done = np.max(np.abs(new - prior)) < tol
         prior = new
         if done:
@@ -188,8 +194,10 @@ def em_estimate(
 
     ``p_tt_kept`` (stage 2's p_tank_treading of the tracks stage 1 kept) are calibrated with
     the validated ``temperature`` (:func:`apply_temperature`), then :func:`em_prior` finds the
-    tank-treading share that makes them most likely, ``train_prior`` being the class balance
-    the temperature was fitted on. The interval is the bootstrap over tracks
+    tank-treading share that makes them most likely (a posteriori, with
+    ``EstimateConfig.em_pseudo_count`` tracks of each kind added, so that a handful of tracks
+    cannot drive it to 0 or 1), ``train_prior`` being the class balance the temperature was
+    fitted on. The interval is the bootstrap over tracks
     (:func:`em_bootstrap`), widened to bracket the figure with the ``leaked`` unreliable tracks
     (an estimate, see :func:`rbcflow.classify.estimate.adjusted_fraction`; ``leak_tt`` of
     them called tank-treading) taken out, as the ``stage2`` method does: the leak rate does not
@@ -204,8 +212,8 @@ def em_estimate(
     nan = {"tank_treading_fraction": math.nan, "ci_low": math.nan, "ci_high": math.nan}
     if k == 0:
         return nan
-    point, _ = em_prior(p, train_prior)
-    boots = em_bootstrap(p, train_prior, n_boot, seed)
+    point, _ = em_prior(p, train_prior, pseudo=_CFG.em_pseudo_count)
+    boots = em_bootstrap(p, train_prior, n_boot, seed, pseudo=_CFG.em_pseudo_count)
     q = ((1 - confidence) / 2, (1 + confidence) / 2)
     low, high = (float(v) for v in np.quantile(boots, q))
     if leaked > 0 and k - leaked > 0 and math.isfinite(leak_tt):

@@ -27,9 +27,11 @@ def result_line(row: dict, report: Path | None) -> str:
     else:
         figure = (
             f"tank-treading {frac:.1%} (95% CI {row.get('ci_low'):.1%}-"
-            f"{row.get('ci_high'):.1%}), {row.get('tank_treading')} of "
-            f"{row.get('reliable')} reliable tracks"
+            f"{row.get('ci_high'):.1%}; counted {row.get('tank_treading')} of "
+            f"{row.get('reliable')} reliable tracks)"
         )
+        if row.get("verdict") and row.get("verdict") != "pass":
+            figure += f", {row['verdict']}: provisional, see the report"
     where = f" -> {report}" if report is not None else ""
     prefix = "skipped, unchanged: " if status == "skipped" else ""
     return f"{name}: {prefix}{figure}{where}"
