@@ -33,11 +33,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _mix import real_mix
 
 from rbcflow.config import ReportConfig
 
@@ -230,6 +232,59 @@ def simulate(pools, rates, temperature, thr1, n_rel, reps, rng) -> list[dict]:
 METHODS = ("naive", "stage2", "adjusted", "em")
 
 
+def composites(name, chosen, cv, rates, temperature, thr1, n, n_rel, work, seed) -> list[dict]:
+    """Videos composited from the group's own crops, the front end run on them, the tracks
+    classified by the group's members and the fraction estimated (EM) with nested rates."""
+    from rbcflow.classify.calibration import estimate_acquisition
+    from rbcflow.classify.inference import load_classifier
+    from rbcflow.config import EstimateConfig
+    from rbcflow.pipeline import AnalysisSettings, analyze
+
+    s1_fold, s2_fold = GROUPS[name][:2]
+    clf = load_classifier(cv / f"stage1_{s1_fold}", cv / f"stage2_{s2_fold}", device="cpu")
+    report = ReportConfig(reliable_threshold=thr1)
+    settings = AnalysisSettings(report=report)
+    rng = np.random.default_rng(seed)
+    out = []
+    for share in (0.5, 0.85):
+        n_un = int(round(n_rel * share / (1 - share)))
+        for i, f in enumerate(np.linspace(0.6, 0.95, n)):
+            n_tt = int(round(f * n_rel))
+            video = work / f"{name}_{share}_{i}.tif"
+            expected = real_mix(chosen, (n_tt, n_rel - n_tt, n_un), video, rng, seed + i)
+            res = analyze(video, clf, settings, threaded=False)
+            t = res.tracks
+            e = estimate_acquisition(
+                t["label"],
+                t["rule"],
+                rates,
+                report,
+                EstimateConfig(),
+                p_tank_treading=t["p_tank_treading"].to_numpy(),
+                temperature=temperature,
+            )
+            out.append(
+                {
+                    "group": name,
+                    "share": share,
+                    "truth": expected,
+                    "em": e["tank_treading_fraction"],
+                    "counted": e["fraction_counted"],
+                    "cover": e["ci_low"] <= expected <= e["ci_high"],
+                    "reliable_called": e["reliable"],
+                    "tracks": len(t),
+                }
+            )
+            print(
+                "   ",
+                {k: (round(v, 3) if isinstance(v, float) else v) for k, v in out[-1].items()},
+                flush=True,
+            )
+            for q in work.glob(f"{name}_{share}_{i}*"):
+                q.unlink()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="../shared/data/darrin2023")
@@ -240,6 +295,10 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=20, help="acquisitions per share and fraction")
     ap.add_argument("--reliable-threshold", type=float, default=ReportConfig().reliable_threshold)
     ap.add_argument("--json", help="write the figures here")
+    ap.add_argument(
+        "--composites", type=int, default=0, help="also N front-end composites per group and share"
+    )
+    ap.add_argument("--composite-groups", default="BK,BG1022")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     from rbcflow.classify.model_folder import load_model
@@ -255,7 +314,7 @@ def main() -> None:
     seqs = [s for n in ("stage1_BG", "stage2_train") for s in read_dataset(Path(args.data) / n)]
     seqs = [s for s in seqs if s.acquisition not in ("BG1017_10s03", "BK1024_10s02")]
     rng = np.random.default_rng(0)
-    rows = []
+    rows, comp_rows = [], []
     for name, (s1_fold, s2_fold, rel_pref, unrel_pref) in GROUPS.items():
         m1 = load_model(cv / f"stage1_{s1_fold}")
         m2 = load_model(cv / f"stage2_{s2_fold}")
@@ -272,6 +331,21 @@ def main() -> None:
         temp = fit_temperature(rel2["p"].to_numpy(), (rel2["label"] == 0).to_numpy())
         for r in simulate(pools, rates, temp, thr1, args.reliable, args.reps, rng):
             rows.append({"group": name, **r})
+        if args.composites and name in args.composite_groups.split(","):
+            chosen = {
+                c: [
+                    s
+                    for s in seqs
+                    if s.label == c
+                    and starts(s.acquisition, unrel_pref if c == 2 else rel_pref)
+                    and len(s.frames) >= 6
+                ]
+                for c in (0, 1, 2)
+            }
+            with tempfile.TemporaryDirectory(prefix="rbcflow-acc-") as tmp:
+                comp_rows += composites(
+                    name, chosen, cv, rates, temp, thr1, args.composites, 60, Path(tmp), 7
+                )
     df = pd.DataFrame(rows)
     summary = []
     for (g, share), d in df.groupby(["group", "share"]):
@@ -311,6 +385,18 @@ def main() -> None:
             ),
             "| coverage " + ", ".join(f"{m} {d[m + '_cover'].mean():.2f}" for m in METHODS),
         )
+    if comp_rows:
+        c = pd.DataFrame(comp_rows)
+        print(
+            "\ncomposites (the front end run on videos of the group's crops; 60 reliable tracks):"
+        )
+        for (g, share), d in c.groupby(["group", "share"]):
+            err, cnt = (d["em"] - d["truth"]).abs(), (d["counted"] - d["truth"]).abs()
+            print(
+                f"  {g} {share:.2f} unreliable: EM mean {err.mean():.3f} max {err.max():.3f}, "
+                f"plain count mean {cnt.mean():.3f}, coverage {d['cover'].mean():.2f} ({len(d)})"
+            )
+        figures["composites"] = comp_rows
     print(f"({time.time() - t0:.0f} s)")
     figures["end_to_end"] = summary
     if args.json:

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 from _memory import peak_rss_mb
+from _mix import real_mix
 
 
 def _child(mode: str, video: str, out: str) -> None:
@@ -156,7 +157,6 @@ def accuracy_real(
     from rbcflow.batch import analyze_acquisition
     from rbcflow.classify.inference import load_classifier
     from rbcflow.io.sequences import read_dataset
-    from rbcflow.synthetic import SynthConfig, composite_video
 
     if not (shared / "stage1_BG" / "dataset.csv").is_file():
         print(f"\n(a2) skipped: no labelled real data at {shared}")
@@ -184,22 +184,9 @@ def accuracy_real(
         n_un = int(round(n_reliable * share / (1 - share)))
         for i, f in enumerate(np.linspace(0.6, 0.95, n)):
             n_tt = int(round(f * n_reliable))
-            pick = (
-                [by_label[0][j] for j in rng.integers(len(by_label[0]), size=n_tt)]
-                + [by_label[1][j] for j in rng.integers(len(by_label[1]), size=n_reliable - n_tt)]
-                + [by_label[2][j] for j in rng.integers(len(by_label[2]), size=n_un)]
-            )
             video = work / f"real{i}.tif"
-            _, tracks = composite_video(
-                pick,
-                video,
-                SynthConfig(width=640, height=480),
-                rng=seed + i,
-                cells_in_view=8,
-                overwrite=True,
-            )
-            rel = tracks[tracks["label"] != 2]
-            expected = float((rel["label"] == 0).mean())
+            counts = (n_tt, n_reliable - n_tt, n_un)
+            expected = real_mix(by_label, counts, video, rng, seed + i)
             row = analyze_acquisition(video, work / "out_real", clf).row
             got = row["tank_treading_fraction"]
             err = got - expected if got is not None else float("nan")

@@ -175,6 +175,7 @@ def run_stage(stage: int, sets: dict[str, list], args) -> dict:
             "figures are free of that choice",
         },
         "calibration": calibration(stage, pd.DataFrame(oof)),
+        "held_out_figures": held_out_figures(stage, pd.DataFrame(oof)),
     }
     config = model_config(
         cfg, pool, None, results, data_sources=[f"darrin2023/{n}" for n in sets], extra=extra
@@ -196,6 +197,38 @@ def calibration(stage: int, oof: pd.DataFrame) -> dict:
     )
 
 
+def held_out_figures(stage: int, oof: pd.DataFrame) -> dict:
+    """Each member on the patient or date it never saw, at the thresholds a run uses (the
+    validation of docs/method.md; benchmarks/bench_accuracy.py turns them into the error of the
+    fraction)."""
+    cfg = ReportConfig()
+    out = {}
+    for fold, d in oof.groupby("fold"):
+        if stage == 1:
+            rel = d["label"] != 2
+            kept = d["p"] >= cfg.reliable_threshold
+            out[fold] = {
+                "n": len(d),
+                "reliable_recall": round(float(kept[rel].mean()), 4),
+                "unreliable_rejection": round(float((~kept[~rel]).mean()), 4),
+            }
+        else:
+            d = d[d["label"] != 2]
+            tt = d["label"] == 0
+            called_tt = (1 - d["p"]) < cfg.flipping_threshold
+            out[fold] = {
+                "n": len(d),
+                "flipping_recall": round(float((~called_tt[~tt]).mean()), 4),
+                "tank_treading_recall": round(float(called_tt[tt].mean()), 4),
+            }
+    what = "stage 1, one date left out" if stage == 1 else "stage 2, one patient left out"
+    return {
+        "protocol": what,
+        "thresholds": [cfg.reliable_threshold, cfg.flipping_threshold],
+        "folds": out,
+    }
+
+
 def recalibrate(stage: int, sets: dict[str, list], args) -> dict:
     """Rewrite a trained stage's calibration (from ``--cv-out``'s out-of-fold csv) and its
     test figures (at the current ``ReportConfig`` thresholds)."""
@@ -206,6 +239,7 @@ def recalibrate(stage: int, sets: dict[str, list], args) -> dict:
         config.pop(key, None)
     oof = pd.read_csv(Path(args.cv_out) / f"oof_stage{stage}.csv")
     config["calibration"] = calibration(stage, oof)
+    config["held_out_figures"] = held_out_figures(stage, oof)
     everything = [s for seqs in sets.values() for s in seqs]
     test = [s for s in everything if s.acquisition in TEST_ACQUISITIONS]
     config["test"]["metrics"] = score(model.network, test, stage, int(config["input"]["k"]))
