@@ -305,6 +305,9 @@ def test_analyze_writes_the_verdict(sample_run):
     page = (out / row.output / "report.html").read_text(encoding="utf-8")
     assert f"Verdict: <b>{row.verdict}</b>" in page and "provisional: do not report" in page
     assert "too few reliable tracks" in page
+    # the page says how the figure was made and keeps the plain count beside it
+    assert row.fraction_method == "em" and "calibrated probabilities (EM prior)" in page
+    assert f"plain count {row.fraction_counted:.1%}" in page and "Wilson" not in page
 
 
 def test_skipped_sample_keeps_its_verdict(sample_run):

@@ -99,6 +99,24 @@ def _verdict_html(row: Mapping[str, Any]) -> list[str]:
     ]
 
 
+_METHODS = {
+    "em": "Estimated from stage 2's calibrated probabilities (EM prior), not counted.",
+    "stage2": "The count corrected for stage 2's validated confusion.",
+    "adjusted": "The count corrected for both stages' validated errors.",
+    "naive": "The plain count.",
+}
+
+
+def _method_text(row: Mapping[str, Any]) -> str:
+    """How the figure was made, in words (``fraction_method``; a fallback keeps its reason)."""
+    method = str(row.get("fraction_method") or "")
+    head = method.split(" ", 1)[0]
+    text = _METHODS.get(head, "")
+    if " (" in method:
+        text += f" ({esc(method.split(' (', 1)[1].rstrip(')'))})"
+    return text
+
+
 def render_html(
     row: Mapping[str, Any],
     tracks: pd.DataFrame,
@@ -150,10 +168,13 @@ def render_html(
     if has_frac:
         parts.append(
             f'<p class="headline">{float(frac):.1%}</p>'
-            f"<p>95% interval (Wilson) <b>{_fmt(row.get('ci_low'), '.1%')} to "
-            f"{_fmt(row.get('ci_high'), '.1%')}</b>: {esc(row.get('tank_treading'))} "
+            f"<p>95% interval <b>{_fmt(row.get('ci_low'), '.1%')} to "
+            f"{_fmt(row.get('ci_high'), '.1%')}</b> (counting and the classifiers' validated "
+            f"error). {_method_text(row)} Calls: {esc(row.get('tank_treading'))} "
             f"tank-treading of {esc(row.get('reliable'))} reliable tracks "
-            f"({esc(row.get('flipping'))} flipping); {esc(row.get('tracks'))} tracks in all.</p>"
+            f"({esc(row.get('flipping'))} flipping; plain count "
+            f"{_fmt(row.get('fraction_counted'), '.1%')}); {esc(row.get('tracks'))} tracks in "
+            "all.</p>"
         )
     else:
         parts.append('<p class="headline">no figure</p>')
