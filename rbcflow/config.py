@@ -25,7 +25,8 @@ dcnum's pipeline identifiers). History: 1 = rbcflow 0.1.0 as first released; 2 =
 package layout of docs/architecture.md (same numbers, new provenance fields); 3 = report.csv's
 ``verdict``, ``verdict_reason``, ``fraction_counted``, ``estimated_leaked`` and
 ``fraction_method`` columns, the corrected fraction (EM), stage 1's threshold 0.7, the context
-columns of ``tracks.csv``, and models validated on left-out patients and dates.
+columns of ``tracks.csv``, models validated on left-out patients and dates, and no border
+frame in the classifiers' crops (``classified_frames``).
 """
 
 

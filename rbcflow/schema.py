@@ -86,6 +86,7 @@ TRACKS: dict[str, str] = {
     "speed": "float64",  # mean speed along x, pixels per frame
     "interference": "bool",  # came closer to another cell than the interference distance
     "edge": "bool",  # entered or left through an image border (crop touched it)
+    "classified_frames": "int64",  # frames whose crops the classifiers saw (no border frames)
     "border_cut": "float64",  # share of frames where the top or bottom border cuts the cell
     "size_ratio": "float64",  # median detected area / the video's typical one-cell area
     # Context measures (frontend.tracks.context_row, crop_context; NaN when unknown):

@@ -65,7 +65,12 @@ def test_result_tables_and_streamed_crops(synthetic_result):
     assert (result.tracks.n_frames >= 6).all()
     assert sorted(r["track_id"] for r, _ in got) == result.tracks.track_id.tolist()
     for row, crops in got:
-        assert crops.shape == (row["n_frames"], 31, 31) and crops.dtype == np.uint8
+        # the classifiers see a track without its entry and exit frames at the image border
+        assert crops.shape == (row["classified_frames"], 31, 31) and crops.dtype == np.uint8
+        assert 6 <= row["classified_frames"] <= row["n_frames"]
+        if not row["edge"]:
+            assert row["classified_frames"] == row["n_frames"]
+    assert any(r["classified_frames"] < r["n_frames"] for r, _ in got)  # cells enter and leave
     n_per_track = result.positions.groupby("track_id").size()
     assert (n_per_track.to_numpy() == result.tracks.set_index("track_id").n_frames).all()
     # crops are centred on cells: in the track's mean crop (noise averaged out), the middle

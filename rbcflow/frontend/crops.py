@@ -266,3 +266,26 @@ def crop_diameter(crop: np.ndarray, noise: float | None = None) -> float:
     if noise is None:
         noise = clipped_std(border)
     return equivalent_diameter(c - med, noise)
+
+
+def inner_span(edge_flags: list[bool], min_length: int) -> tuple[int, int]:
+    """The frames of a track whose crops the classifiers see: without the leading and trailing
+    frames whose crop reaches past the image border (the cell entering or leaving the field,
+    so a partial cell the camera never recorded), unless fewer than ``min_length`` would be
+    left (then all of them).
+
+    Examples
+    --------
+    >>> inner_span([True, True, False, False, False, False, False, False, True], 6)
+    (2, 8)
+    >>> inner_span([True, False, False, True], 6)
+    (0, 4)
+    """
+    n = len(edge_flags)
+    a = 0
+    while a < n and edge_flags[a]:
+        a += 1
+    b = n
+    while b > a and edge_flags[b - 1]:
+        b -= 1
+    return (a, b) if b - a >= min_length else (0, n)

@@ -43,7 +43,7 @@ from rbcflow.frontend.background import (
     samples_that_fit,
 )
 from rbcflow.frontend.calibration import calibrate
-from rbcflow.frontend.crops import CropCutter
+from rbcflow.frontend.crops import CropCutter, inner_span
 from rbcflow.frontend.detection import Coarse, FrameDetector
 from rbcflow.frontend.footprints import centroid_half_for
 from rbcflow.frontend.tracking import Linker, link_iter
@@ -269,13 +269,16 @@ def run_frontend(
 
     def emit(tracks: list[Track]) -> None:
         for tr in tracks:
-            crops = np.stack([c for c, _ in tr.payload])
-            edge = any(e for _, e in tr.payload)
+            flags = [e for _, e in tr.payload]
+            a, b = inner_span(flags, cfg.tracking.min_length)
+            crops = np.stack([c for c, _ in tr.payload[a:b]])
+            edge = any(flags)
             tr.payload = []
             kept.append(tr)
             edges.append(edge)
             s = time.perf_counter()
-            rows.append(track_row(tr, edge, crops=crops, **row_args))  # once: reused below
+            row = track_row(tr, edge, crops=crops, classified_frames=b - a, **row_args)
+            rows.append(row)  # made once: reused for the table
             clock["crops"] += time.perf_counter() - s
             if on_track is not None:
                 s = time.perf_counter()

@@ -266,6 +266,7 @@ def track_row(
     cell_area: float = math.nan,
     crops: np.ndarray | None = None,
     crop_radius: float = 6.5,
+    classified_frames: int | None = None,
 ) -> dict:
     """The TRACKS row of a finished track (plus ``n_detected``, and the raw ``contrast``,
     ``sharpness`` and ``sharpness_change`` that :func:`tracks_to_tables` makes
@@ -288,6 +289,9 @@ def track_row(
         The track's crops: its contrast and sharpness (:func:`context_row`); NaN without them.
     crop_radius : float
         Cell radius in crop pixels (:func:`crop_context`).
+    classified_frames : int, optional
+        How many of its frames' crops go to the classifiers
+        (:func:`rbcflow.frontend.crops.inner_span`); default all.
     """
     n = len(tr)
     span = max(tr.frames[-1] - tr.frames[0], 1)
@@ -313,6 +317,7 @@ def track_row(
         "speed": (tr.xs[-1] - tr.xs[0]) / span,
         "interference": bool(tr.interference),
         "edge": bool(edge),
+        "classified_frames": n if classified_frames is None else int(classified_frames),
         "border_cut": border_cut,
         "size_ratio": size_ratio,
         "n_detected": int(sum(tr.detected)),

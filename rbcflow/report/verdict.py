@@ -134,7 +134,7 @@ def _frontend_rules(frontend: Mapping[str, Any], cfg: VerdictConfig) -> list[tup
             )
     if frontend.get("scale_auto"):
         # measured on six videos of one set of real crops (benchmarks/bench_scale.py): as good
-        # as the recorded size there, but not on the synthetic sample (0.36 for a true 0.72)
+        # as the recorded size there, but not on the synthetic sample (0.34 for a true 0.72)
         out.append(
             (
                 "check",
