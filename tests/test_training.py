@@ -209,6 +209,12 @@ def test_cli_train_two_epochs_then_evaluate_and_classify(tmp_path):
         assert cfg["training"]["val_acquisitions"] == ["P2_10s01"]
         assert "P2_10s01" not in cfg["training"]["train_acquisitions"]
         assert cfg["input"]["sampling"] == ("uniform" if stage == 1 else "similarity")
+        # The validation set's probabilities are the model's calibration (3 of each label in
+        # P2_10s01; stage 2 also scores the unreliable ones)
+        cal = cfg["calibration"]
+        key = "p_reliable" if stage == 1 else "p_tank_treading"
+        assert sorted(cal["label"]) == [0, 0, 0, 1, 1, 1, 2, 2, 2] and len(cal[key]) == 9
+        assert set(cal["fold"]) == {"P2_10s01"} and ("temperature" in cal) == (stage == 2)
         # Refuses to overwrite.
         again = runner.invoke(
             main,
@@ -256,6 +262,10 @@ def test_cli_train_two_epochs_then_evaluate_and_classify(tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "e2.json").read_text())["stage1"]["n"] == 9
+    # the two models' calibrations make validated rates for the estimator
+    from rbcflow.classify.inference import load_classifier
+
+    assert load_classifier(tmp_path / "m1", tmp_path / "m2").validated_rates().rel_n == 6
     csv = tmp_path / "pred.csv"
     res = runner.invoke(
         main,

@@ -136,7 +136,7 @@ def train(
     """
     from rbcflow.classify.inference import resolve_device
     from rbcflow.classify.model_folder import save_model
-    from rbcflow.training.loop import model_config
+    from rbcflow.training.loop import model_config, validation_calibration
     from rbcflow.training.loop import train as train_model
 
     try:
@@ -206,6 +206,9 @@ def train(
             data_sources=[str(d) for d in data] + [str(v) for v in val],
         )
         config["training"]["history"] = result.history
+        calibration = validation_calibration(result.network, val_set, stage, cfg.k)
+        if calibration is not None:  # the estimator corrects with it (docs/training.md)
+            config["calibration"] = calibration
         checksum = save_model(out_p, result.network, config)
     except RbcflowError as exc:
         report_error(exc)

@@ -30,7 +30,7 @@ from rbcflow.io.sequences import Sequence as LabelledSequence
 from rbcflow.model_settings import TrainConfig
 from rbcflow.schema import LABEL_NAMES
 from rbcflow.training.batching import epoch_sample, prepare_data
-from rbcflow.training.metrics import POSITIVE, STAGE_CLASSES, binary_metrics
+from rbcflow.training.metrics import POSITIVE, STAGE_CLASSES, binary_metrics, stage_target
 
 
 def input_spec(stage: int, k: int) -> dict[str, Any]:
@@ -201,3 +201,35 @@ def model_config(
         "validation": [r.val_metrics for r in results],
         **(extra or {}),
     }
+
+
+def validation_calibration(
+    network: nn.Module, val_set: Sequence[LabelledSequence] | None, stage: int, k: int
+) -> dict[str, Any] | None:
+    """The ``calibration`` section of a model config from its validation sequences' probabilities
+    (:func:`rbcflow.classify.calibration.calibration_block`), folds by acquisition; None without
+    validation sequences of both of the stage's classes.
+
+    The validation set also chose the epoch kept, so these rates flatter the model a little;
+    validate on other patients (``--val-acquisitions``) for rates that hold on a new one.
+    Stage 2 also scores the validation set's unreliable sequences (what a leaked track becomes).
+    """
+    from rbcflow.classify.calibration import calibration_block
+    from rbcflow.classify.sampling import pad_frames, prepare
+
+    seqs = [s for s in (val_set or []) if s.label is not None]
+    targets = {stage_target(s.label, stage) for s in seqs} - {None}
+    if targets != {0, 1}:
+        return None
+    x = prepare([s.frames for s in seqs], k, "uniform" if stage == 1 else "similarity", pad=False)
+    lengths = [len(a) for a in x]
+    if stage == 2:
+        x = [pad_frames(a, k) for a in x]
+    p = predict_proba(network, x, lengths)[:, 1 if stage == 1 else 0]
+    return calibration_block(
+        stage,
+        p,
+        [s.label for s in seqs],
+        "validation set (it chose the epoch kept)",
+        folds=[s.acquisition for s in seqs],
+    )
