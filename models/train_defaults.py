@@ -46,13 +46,12 @@ from rbcflow.classify.calibration import calibration_block
 from rbcflow.classify.inference import predict_proba
 from rbcflow.classify.model_folder import load_model, save_model
 from rbcflow.classify.nets import Ensemble
-from rbcflow.classify.sampling import pad_frames, prepare
 from rbcflow.config import ReportConfig
 from rbcflow.io.outputs import write_csv_atomic, write_text_atomic
 from rbcflow.io.sequences import read_dataset
 from rbcflow.model_settings import CRNNConfig, StackCNNConfig, TrainConfig
 from rbcflow.training.batching import prepare_data
-from rbcflow.training.loop import model_config, train
+from rbcflow.training.loop import model_config, stage_probabilities, train
 from rbcflow.training.metrics import POSITIVE, binary_metrics
 
 TEST_ACQUISITIONS = ("BG1017_10s03", "BK1024_10s02")
@@ -83,19 +82,14 @@ def score(network, seqs, stage: int, k: int) -> dict:
 def out_of_fold(network, seqs, stage: int, k: int, fold: str) -> list[dict]:
     """The member's probabilities on its held-out sequences (stage 2: also on unreliable ones)."""
     keep = [s for s in seqs if s.label is not None]
-    x = prepare([s.frames for s in keep], k, "uniform" if stage == 1 else "similarity", pad=False)
-    lengths = [len(a) for a in x]
-    if stage == 2:
-        x = [pad_frames(a, k) for a in x]
-    p = predict_proba(network, x, lengths)
-    col = 1 if stage == 1 else 0  # p_reliable (stage-1 class 1) / p_tank_treading (class 0)
+    p = stage_probabilities(network, keep, stage, k)
     return [
         {
             "sequence_name": s.name,
             "acquisition": s.acquisition,
             "label": int(s.label),
             "fold": fold,
-            "p": float(pi[col]),
+            "p": float(pi),
         }
         for s, pi in zip(keep, p, strict=True)
     ]

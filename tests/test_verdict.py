@@ -326,3 +326,10 @@ def test_an_automatic_scale_is_a_check():
     assert verdict(good_row(), frontend={**GOOD_FRONTEND, "scale_auto": False}, quality=[])[0] == (
         "pass"
     )
+
+
+def test_an_automatic_scale_without_a_measured_size_still_says_why():
+    v, why = verdict(
+        good_row(), frontend={"cell_diameter_px": None, "scale": None, "scale_auto": True}
+    )
+    assert v == "check" and "scale uncertain" in why and "the scale chosen automatically" in why

@@ -185,7 +185,7 @@ def estimate_acquisition(
     ci_high (the estimate), fraction_counted (the plain count's fraction), estimated_leaked,
     fraction_method.
     """
-    from rbcflow.classify.estimate import adjusted_fraction, estimate_fraction
+    from rbcflow.classify.estimate import estimate_fraction
     from rbcflow.classify.labels import fraction
     from rbcflow.classify.posterior import em_estimate
 
@@ -205,27 +205,26 @@ def estimate_acquisition(
         method, why = "naive", "no validated rates"
     args = dict(confidence=report.confidence, n_boot=estimate.n_boot, seed=estimate.seed)
     if method == "em":
-        leak = adjusted_fraction(n_tt, n_fl, n_rej, rates)
+        # stage2's estimate gives the leak estimate, and its interval, whose bootstrap carries
+        # stage 2's validated confusion and its spread between patients, which the EM
+        # bootstrap (tracks only) does not (docs/method.md: EM's own interval covered the
+        # truth in half the cases), is joined to EM's
+        s2 = estimate_fraction(n_tt, n_fl, n_rej, rates, method="stage2", **args)
+        leaked = s2["estimated_leaked"] if np.isfinite(s2["estimated_leaked"]) else 0.0
         p2 = np.asarray(p_tank_treading, dtype=float)[is_tt | is_fl]
-        train_prior = rates.tt_n / (rates.tt_n + rates.fl_n)
-        leaked = leak["estimated_leaked"] if np.isfinite(leak["estimated_leaked"]) else 0.0
         est = em_estimate(
             np.nan_to_num(p2, nan=0.5),
             temperature,
-            train_prior,
+            rates.tt_n / (rates.tt_n + rates.fl_n),  # the balance the temperature was fitted on
             leaked,
             rates.leak_tt_rate,
             report.confidence,
             seed=estimate.seed,
         )
-        # the interval also spans stage2's, whose bootstrap carries stage 2's validated
-        # confusion and its spread between patients, which the EM bootstrap (tracks only)
-        # does not (docs/method.md: EM's own interval covered the truth in half the cases)
-        s2 = estimate_fraction(n_tt, n_fl, n_rej, rates, method="stage2", **args)
         if np.isfinite(s2["ci_low"]) and np.isfinite(est["ci_low"]):
             est["ci_low"] = min(est["ci_low"], s2["ci_low"])
             est["ci_high"] = max(est["ci_high"], s2["ci_high"])
-        est.update(method="em", note="", estimated_leaked=leak["estimated_leaked"])
+        est.update(method="em", note="", estimated_leaked=s2["estimated_leaked"])
     else:
         est = estimate_fraction(n_tt, n_fl, n_rej, rates, method=method, **args)
     note = "; ".join(x for x in (why, est.get("note", "")) if x)

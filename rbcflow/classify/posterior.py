@@ -122,16 +122,31 @@ def em_prior(
     if p.size == 0:
         return math.nan, p
 
-    def reweight(prior: float) -> np.ndarray:
-        w1 = prior / train_prior * p
-        return w1 / (w1 + (1 - prior) / (1 - train_prior) * (1 - p))
+    prior = float(_em(p[None], train_prior, tol, max_iter, pseudo)[0])
+    return prior, _reweight(p[None], np.array([prior]), train_prior)[0]
 
-    prior = train_prior
+
+def _reweight(sample: np.ndarray, prior: np.ndarray, train_prior: float) -> np.ndarray:
+    """Posteriors ``sample`` (B, n) re-weighted from ``train_prior`` to the priors (B,)."""
+    w1 = (prior / train_prior)[:, None] * sample
+    return w1 / (w1 + ((1 - prior) / (1 - train_prior))[:, None] * (1 - sample))
+
+
+def _em(
+    sample: np.ndarray, train_prior: float, tol: float, max_iter: int, pseudo: float
+) -> np.ndarray:
+    """EM fixed points (B,) of the priors of ``B`` sets of posteriors ``sample`` (B, n), all
+    iterated together until every prior moves by less than ``tol``."""
+    prior = np.full(len(sample), float(train_prior))
     for _ in range(max_iter):
-        prior, old = float((reweight(prior).sum() + pseudo) / (p.size + 2 * pseudo)), prior
-        if abs(prior - old) < tol:
+        new = (_reweight(sample, prior, train_prior).sum(1) + pseudo) / (
+            sample.shape[1] + 2 * pseudo
+        )
+        done = np.max(np.abs(new - prior)) < tol
+        prior = new
+        if done:
             break
-    return prior, reweight(prior)
+    return prior
 
 
 def em_fraction(p_tt_calibrated: np.ndarray, train_prior: float = 0.5) -> dict:
@@ -168,16 +183,7 @@ def em_bootstrap(
         return np.full(n_boot, math.nan)
     rng = np.random.default_rng(seed)
     sample = p[rng.integers(0, p.size, size=(n_boot, p.size))]
-    prior = np.full(n_boot, float(train_prior))
-    for _ in range(max_iter):
-        w1 = (prior / train_prior)[:, None] * sample
-        post = w1 / (w1 + ((1 - prior) / (1 - train_prior))[:, None] * (1 - sample))
-        new = (post.sum(1) + pseudo) / (p.size + 2 * pseudo)
-        done = np.max(np.abs(new - prior)) < tol
-        prior = new
-        if done:
-            break
-    return prior
+    return _em(sample, train_prior, tol, max_iter, pseudo)
 
 
 def em_estimate(

@@ -129,21 +129,15 @@ def _figures(
         ax1, ax2 = fig.subplots(1, 2)
         for name in ("tank-treading", "flipping"):
             sel = tracks[labels == name]
-            if len(sel):
-                ax1.hist(
-                    sel["ar_mean"].dropna(),
-                    bins=20,
-                    alpha=0.6,
-                    label=name,
-                    color=_CLASS_COLOURS[name],
-                )
-                ax2.hist(
-                    sel["orientation_std"].dropna(),
-                    bins=20,
-                    alpha=0.6,
-                    label=name,
-                    color=_CLASS_COLOURS[name],
-                )
+            for ax, column in ((ax1, "ar_mean"), (ax2, "orientation_std")):
+                if len(sel):
+                    ax.hist(
+                        sel[column].dropna(),
+                        bins=20,
+                        alpha=0.6,
+                        label=name,
+                        color=_CLASS_COLOURS[name],
+                    )
         ax1.set_xlabel("mean projected aspect ratio")
         ax1.set_ylabel("tracks")
         ax2.set_xlabel("orientation spread (circular std, degrees)")

@@ -115,6 +115,11 @@ def _fraction_rules(row: Mapping[str, Any], cfg: VerdictConfig) -> list[tuple[st
     return out
 
 
+def _outside(value: float, bounds: tuple[float, float]) -> bool:
+    """``value`` beyond ``bounds`` (a value at a bound, up to float rounding, is inside)."""
+    return value < bounds[0] - _EPS or value > bounds[1] + _EPS
+
+
 def _frontend_rules(frontend: Mapping[str, Any], cfg: VerdictConfig) -> list[tuple[str, str]]:
     out = []
     diameter = _number(frontend.get("cell_diameter_px"))
@@ -124,7 +129,7 @@ def _frontend_rules(frontend: Mapping[str, Any], cfg: VerdictConfig) -> list[tup
     else:
         size = diameter * scale
         lo, hi = cfg.cell_diameter_range
-        if size < lo - _EPS or size > hi + _EPS:
+        if _outside(size, cfg.cell_diameter_range):
             out.append(
                 (
                     "check",
@@ -135,17 +140,18 @@ def _frontend_rules(frontend: Mapping[str, Any], cfg: VerdictConfig) -> list[tup
     if frontend.get("scale_auto"):
         # measured on six videos of one set of real crops (benchmarks/bench_scale.py): as good
         # as the recorded size there, but not on the synthetic sample (0.34 for a true 0.72)
+        chosen = f"scale {scale:.2f}" if scale is not None else "the scale"
         out.append(
             (
                 "check",
-                f"scale {scale:.2f} chosen automatically (--scale auto): validated on few "
+                f"{chosen} chosen automatically (--scale auto): validated on few "
                 "videos; compare with a run at your magnification's --scale",
             )
         )
     contrast = _number(frontend.get("contrast"))
     if contrast is not None:
         lo, hi = cfg.contrast_range
-        if contrast < lo - _EPS or contrast > hi + _EPS:
+        if _outside(contrast, cfg.contrast_range):
             out.append(
                 (
                     "check",

@@ -215,21 +215,30 @@ def validation_calibration(
     Stage 2 also scores the validation set's unreliable sequences (what a leaked track becomes).
     """
     from rbcflow.classify.calibration import calibration_block
-    from rbcflow.classify.sampling import pad_frames, prepare
 
     seqs = [s for s in (val_set or []) if s.label is not None]
     targets = {stage_target(s.label, stage) for s in seqs} - {None}
     if targets != {0, 1}:
         return None
-    x = prepare([s.frames for s in seqs], k, "uniform" if stage == 1 else "similarity", pad=False)
-    lengths = [len(a) for a in x]
-    if stage == 2:
-        x = [pad_frames(a, k) for a in x]
-    p = predict_proba(network, x, lengths)[:, 1 if stage == 1 else 0]
     return calibration_block(
         stage,
-        p,
+        stage_probabilities(network, seqs, stage, k),
         [s.label for s in seqs],
         "validation set (it chose the epoch kept)",
         folds=[s.acquisition for s in seqs],
     )
+
+
+def stage_probabilities(
+    network: nn.Module, seqs: Sequence[LabelledSequence], stage: int, k: int
+) -> np.ndarray:
+    """(N,) probability of the class a model config's ``calibration`` stores, for every
+    sequence (any label): stage 1's p_reliable, stage 2's p_tank_treading, the sequences
+    prepared as at inference (``k`` frames; stage 1 uniform, stage 2 similarity and padded)."""
+    from rbcflow.classify.sampling import pad_frames, prepare
+
+    x = prepare([s.frames for s in seqs], k, "uniform" if stage == 1 else "similarity", pad=False)
+    lengths = [len(a) for a in x]
+    if stage == 2:
+        x = [pad_frames(a, k) for a in x]
+    return predict_proba(network, x, lengths)[:, 1 if stage == 1 else 0]

@@ -137,11 +137,8 @@ class MjpegAviReader(VideoReader):
         if self._decode(0, self._chunk(self._fh, 0)) is None:
             self.close()
             raise VideoReadError("first frame is not a JPEG this decoder reads", self.source)
-        if lay.truncated or (lay.claimed_frames and lay.claimed_frames > self._n):
-            self.warnings.append(
-                f"file truncated: {self._n} complete frames read"
-                + (f" of {lay.claimed_frames} announced" if lay.claimed_frames > self._n else "")
-            )
+        if (warning := lay.truncation_warning(self._n)) is not None:
+            self.warnings.append(warning)
         resolve_fps(self, lay.fps, fps, default_fps)
 
     def __len__(self) -> int:

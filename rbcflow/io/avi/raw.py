@@ -83,11 +83,8 @@ class RawAviReader(VideoReader):
                 f"frame {n} is damaged (chunk of {lay.sizes[n]} bytes, a frame "
                 f"needs {self._frame_bytes}); reading the first {n} frames"
             )
-        elif lay.truncated or (lay.claimed_frames and lay.claimed_frames > n):
-            self.warnings.append(
-                f"file truncated: {n} complete frames read"
-                + (f" of {lay.claimed_frames} announced" if lay.claimed_frames > n else "")
-            )
+        elif (warning := lay.truncation_warning(n)) is not None:
+            self.warnings.append(warning)
         self._n = n
         self.shape = (h, w)
         self.dtype = np.dtype(np.uint8)

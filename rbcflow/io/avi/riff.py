@@ -60,6 +60,16 @@ class AviLayout:
         """Plain DIB or gray frames, which must never reach OpenCV's FFmpeg backend."""
         return self.compression == b"\0\0\0\0" or self.compression in _GRAY_FOURCCS
 
+    def truncation_warning(self, n_read: int) -> str | None:
+        """The reader's warning when it reads ``n_read`` frames of a truncated file (or of
+        fewer frames than the headers announce); None when the file is whole."""
+        if not (self.truncated or (self.claimed_frames and self.claimed_frames > n_read)):
+            return None
+        announced = self.claimed_frames > n_read
+        return f"file truncated: {n_read} complete frames read" + (
+            f" of {self.claimed_frames} announced" if announced else ""
+        )
+
     @property
     def supported(self) -> bool:
         """Uncompressed frames this module decodes (8/24/32-bit DIB, 8-bit gray FourCCs)."""
