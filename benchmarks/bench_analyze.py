@@ -13,21 +13,31 @@
     on a sequence repeat, and the spread of the error is wider than independent cells would
     give. The per-patient validation of the classifiers (left-out patients and dates) is
     benchmarks/bench_accuracy.py.
-(b) Speed. A 1024x768, 1,200-frame (20 s at 60 fps) acquisition written as the lab camera
-    writes it (uncompressed 24-bit AVI) is analysed end to end (front end, both classifiers,
-    shape features, tables, HTML report, run.json), beside the front end alone on the same
-    file. Target: under 20 s (faster than the acquisition lasted).
-(c) Memory. Each timed run happens in a fresh child process that reports its own peak RSS.
-    Target: under 1.5 GB. ``--long`` adds a run on a 3x longer video to show that the peak does
-    not grow with length.
+(b) Speed. 1024x768 acquisitions of 300, 1,200 and 4,800 frames (5, 20 and 80 s at 60 fps;
+    ``--sizes``) written as the lab camera writes them (uncompressed 24-bit AVI; ``--bits 8``
+    for a monochrome camera; 8-bit where 24-bit would pass AVI 1.0's 4 GB) are analysed end to
+    end (front end, both classifiers, shape features, tables, HTML report, run.json), each in a
+    fresh process, under each thread setting of ``--thread-settings`` (torch intra-op and
+    OpenCV threads while the front end runs; ``0:0`` is the budget of
+    :func:`rbcflow.threads.analyze_budget`), the settings interleaved so that load from other
+    work spreads over all of them. Printed per setting:
+    median wall and CPU time of the whole process (start-up, imports and model loading
+    included) and the real-time factor RTF = wall / duration, the same inside the process,
+    peak RSS, and whether ``tracks.csv`` is identical to the first setting's (probabilities to
+    1e-6). Targets on 2 cores: 4,800 frames <= 12 s (RTF 0.15), 1,200 frames RTF <= 0.25.
+    ``--device cuda`` runs the classifiers on a GPU (the same script, the same figures).
+(c) Memory. Each timed run reports its own peak RSS. Target: under 1.5 GB, not growing with
+    length.
+(d) Start-up: ``rbcflow --version`` / ``--help`` (target <= 0.3 s) and the imports of analyze.
 
-Figures measured while other work shares the machine are noisy: compare the two speed lines of
-one run rather than absolute figures across runs.
+Figures measured while other work shares the machine are noisy: compare the settings of one
+run rather than absolute figures across runs.
 
 Run::
 
-    python benchmarks/bench_analyze.py                      # all three, ~10 min on 2 cores
-    python benchmarks/bench_analyze.py --skip-accuracy      # speed and memory only
+    python benchmarks/bench_analyze.py                      # everything, ~20 min on 2 cores
+    python benchmarks/bench_analyze.py --skip-accuracy --skip-real   # speed, memory, start-up
+    python benchmarks/bench_analyze.py --skip-accuracy --skip-real --sizes 300 --device cuda
     python benchmarks/bench_analyze.py --accuracy-n 3 --accuracy-frames 1200 --skip-speed
 """
 
@@ -35,6 +45,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,10 +58,15 @@ from _memory import peak_rss_mb
 from _mix import real_mix
 
 
-def _child(mode: str, video: str, out: str) -> None:
-    """Runs in a fresh process: time one mode, print a JSON line with wall, CPU and peak RSS."""
+def _child(mode: str, video: str, out: str, spec: str = "{}") -> None:
+    """Runs in a fresh process: time one mode, print a JSON line with wall, CPU and peak RSS.
+
+    ``spec``: JSON with ``torch`` and ``opencv`` (threads while the front end runs, 0: the
+    budget's rule) and ``device`` (where the classifiers run).
+    """
     from rbcflow.config import FrontEndConfig
 
+    opts = json.loads(spec)
     t0 = time.perf_counter()
     c0 = time.process_time()
     info: dict = {"mode": mode}
@@ -63,16 +80,24 @@ def _child(mode: str, video: str, out: str) -> None:
     else:
         from rbcflow.batch import analyze_acquisition
         from rbcflow.classify.inference import load_classifier
+        from rbcflow.pipeline import AnalysisSettings
+        from rbcflow.run_settings import StreamConfig
 
         t_load = time.perf_counter()
-        clf = load_classifier()
+        clf = load_classifier(device=opts.get("device", "cpu"))
         info["load_models_s"] = time.perf_counter() - t_load
-        row = analyze_acquisition(video, out, clf).row
+        stream = StreamConfig(
+            torch_threads=int(opts.get("torch", 0)), opencv_threads=int(opts.get("opencv", 0))
+        )
+        settings = AnalysisSettings(stream=stream)
+        res = analyze_acquisition(video, out, clf, settings)
+        row = res.row
         info.update(
             frames=row["frames"],
             tracks=row["tracks"],
             reliable=row["reliable"],
             fraction=row["tank_treading_fraction"],
+            output=str(Path(out) / row["output"]),
         )
         record = json.loads((Path(out) / row["output"] / "run.json").read_text())
         info["timings"] = {
@@ -84,16 +109,25 @@ def _child(mode: str, video: str, out: str) -> None:
     print(json.dumps(info))
 
 
-def _run_child(mode: str, video: Path, out: Path) -> dict:
+def _run_child(mode: str, video: Path, out: Path, spec: dict | None = None) -> dict:
+    """The child's own figures, plus the whole process (interpreter start-up, imports, model
+    loading included): ``process_wall_s`` and ``process_cpu_s``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
     res = subprocess.run(
-        [sys.executable, __file__, "--child", mode, str(video), str(out)],
+        [sys.executable, __file__, "--child", mode, str(video), str(out), json.dumps(spec or {})],
         capture_output=True,
         text=True,
         check=False,
     )
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if res.returncode != 0:
         raise SystemExit(f"child {mode} failed:\n{res.stderr[-3000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    info = json.loads(res.stdout.strip().splitlines()[-1])
+    info["process_wall_s"] = wall
+    info["process_cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return info
 
 
 def accuracy(
@@ -213,52 +247,135 @@ def accuracy_real(
         )
 
 
-def speed(work: Path, frames: int, long: bool) -> None:
+def _settings(text: str) -> list[tuple[str, dict]]:
+    """``torch:opencv`` pairs (0: the thread budget's rule) -> (label, child spec)."""
+    from rbcflow.threads import analyze_budget, available_cores
+
+    cores = available_cores()
+    out = []
+    for item in text.split(","):
+        t, c = (int(v) for v in item.split(":"))
+        b = analyze_budget(torch_threads=t, opencv_threads=c)
+        label = f"torch {b.torch}, OpenCV {b.opencv}"
+        if t == 0 and c == 0:
+            label += " (budget)"
+        elif b.torch == cores and b.opencv == cores:
+            label += " (library defaults)"
+        out.append((label, {"torch": t, "opencv": c}))
+    return out
+
+
+def _same_outputs(a: str, b: str) -> str:
+    """tracks.csv of two runs: same tracks and labels, probabilities to 1e-6?"""
+    import pandas as pd
+
+    ta, tb = pd.read_csv(Path(a) / "tracks.csv"), pd.read_csv(Path(b) / "tracks.csv")
+    if len(ta) != len(tb) or list(ta["track_id"]) != list(tb["track_id"]):
+        return "DIFFERENT tracks"
+    dp = max(
+        float((ta[c] - tb[c]).abs().max()) if len(ta) else 0.0
+        for c in ("p_reliable", "p_tank_treading")
+    )
+    same = (ta["label"] == tb["label"]).all() and dp <= 1e-6
+    return f"{'identical' if same else 'DIFFERENT'} (max |dp| {dp:.1e})"
+
+
+def startup(repeats: int = 5) -> None:
+    def median_wall(args: list[str]) -> float:
+        walls = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, *args], check=True, capture_output=True)
+            walls.append(time.perf_counter() - t0)
+        return statistics.median(walls)
+
+    v = median_wall(["-m", "rbcflow", "--version"])
+    h = median_wall(["-m", "rbcflow", "--help"])
+    imp = median_wall(["-c", "import rbcflow.batch, rbcflow.classify.inference"])
+    print(
+        f"\n(d) start-up (median of {repeats}): rbcflow --version {v:.2f} s (target <= 0.3 s), "
+        f"--help {h:.2f} s; importing what analyze needs {imp:.2f} s"
+    )
+
+
+def speed(
+    work: Path,
+    sizes: list[int],
+    repeats: list[int],
+    settings: list[tuple[str, dict]],
+    bits: int,
+    device: str,
+    frontend: bool,
+) -> None:
     from rbcflow.io.avi import write_avi
     from rbcflow.synthetic import SynthConfig, render_acquisition
+    from rbcflow.threads import available_cores
 
-    runs = [("1024x768", 1024, 768, frames)]
-    if long:
-        runs.append(("1024x768 x3 long", 1024, 768, 3 * frames))
-    print(f"\n(b) speed and (c) memory: uncompressed 24-bit AVI, {frames} frames at 60 fps")
-    for label, w, h, n in runs:
-        cfg = SynthConfig(width=w, height=h, n_frames=n)
+    print(
+        f"\n(b) speed and (c) memory: 1024x768 uncompressed {bits}-bit AVI at 60 fps, "
+        f"{available_cores()} cores, classifiers on {device}; thread settings (torch intra-op, "
+        "OpenCV) while the front end runs, interleaved; medians. RTF = wall / duration; "
+        "'process' includes interpreter start-up, imports and model loading"
+    )
+    for n, reps in zip(sizes, repeats, strict=True):
+        cfg = SynthConfig(width=1024, height=768, n_frames=n)
         video = work / f"speed_{n}.avi"
         t = time.perf_counter()
-        acq = render_acquisition(cfg, rng=7)
-        write_avi(video, acq.frames(), fps=60.0, bits=24)
-        print(
-            f"    [{label}: rendered and written in {time.perf_counter() - t:.0f} s, "
-            f"{video.stat().st_size / 1e9:.2f} GB]"
-        )
+        # the AVI writer writes AVI 1.0 (< 4 GB): longer 24-bit videos are written as 8-bit
+        b = bits if n * 1024 * 768 * bits // 8 < 0xFFFF_0000 else 8
+        write_avi(video, render_acquisition(cfg, rng=7).frames(), fps=60.0, bits=b)
         duration = n / 60.0
-        fe = _run_child("frontend", video, work / "out_fe")
-        e2e = _run_child("analyze", video, work / "out_e2e")
-        for name, r in (("front end alone", fe), ("end to end", e2e)):
-            print(
-                f"    {label:>18} {name:<16} {r['wall_s']:6.1f} s wall "
-                f"({r['frames'] / r['wall_s']:5.0f} frames/s, {duration / r['wall_s']:4.2f}x "
-                f"real time), {r['cpu_s']:6.1f} s CPU, peak RSS {r['peak_rss_mb']:6.0f} MB, "
-                f"{r['tracks']} tracks"
-            )
         print(
-            f"    {'':>18} end-to-end steps (s): {e2e['timings']} "
-            f"(+ model loading {e2e['load_models_s']:.1f} s)"
+            f"  {n} frames ({duration:.0f} s, {b}-bit): rendered and written in "
+            f"{time.perf_counter() - t:.0f} s, {video.stat().st_size / 1e9:.2f} GB"
         )
+        runs: dict[str, list[dict]] = {label: [] for label, _ in settings}
+        for r in range(reps):
+            for k, (label, spec) in enumerate(settings):
+                out = work / f"out_{n}_{k}_{r}"
+                runs[label].append(_run_child("analyze", video, out, {**spec, "device": device}))
+        first = runs[settings[0][0]][0]["output"]
+        for label, rs in runs.items():
+            pw = statistics.median(r["process_wall_s"] for r in rs)
+            pc = statistics.median(r["process_cpu_s"] for r in rs)
+            w = statistics.median(r["wall_s"] for r in rs)
+            rss = max(r["peak_rss_mb"] for r in rs)
+            print(
+                f"    {label:<34} process {pw:6.1f} s wall (RTF {pw / duration:4.2f}), "
+                f"{pc:6.1f} s CPU; in-process {w:6.1f} s (RTF {w / duration:4.2f}); "
+                f"peak RSS {rss:5.0f} MB; {rs[0]['tracks']} tracks; "
+                f"outputs {_same_outputs(first, rs[0]['output'])}"
+            )
+        last = runs[settings[-1][0]][-1]
+        print(f"    steps (s), last run: {last['timings']} (+ models {last['load_models_s']:.1f})")
+        if frontend:
+            fe = _run_child("frontend", video, work / "out_fe")
+            print(
+                f"    {'front end alone':<34} process {fe['process_wall_s']:6.1f} s wall, "
+                f"{fe['process_cpu_s']:6.1f} s CPU"
+            )
         video.unlink()
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        _child(*sys.argv[2:5])
+        _child(*sys.argv[2:6])
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--accuracy-n", type=int, default=6)
     ap.add_argument("--accuracy-frames", type=int, default=1800)
     ap.add_argument("--accuracy-size", default="640x480")
     ap.add_argument("--accuracy-cells", type=float, default=24.0)
-    ap.add_argument("--speed-frames", type=int, default=1200)
-    ap.add_argument("--long", action="store_true", help="also a 3x longer video (memory)")
+    ap.add_argument("--sizes", default="300,1200,4800", help="frames of the speed videos")
+    ap.add_argument("--repeats", default="3,2,1", help="runs per setting, per size")
+    ap.add_argument(
+        "--thread-settings",
+        default="2:2,1:2,0:0",
+        help="torch:opencv thread pairs compared (0: the thread budget's rule)",
+    )
+    ap.add_argument("--bits", type=int, default=24, choices=(8, 24), help="AVI pixel depth")
+    ap.add_argument("--device", default="cpu", help="where the classifiers run (cpu, cuda)")
+    ap.add_argument("--frontend", action="store_true", help="also the front end alone")
     ap.add_argument("--skip-accuracy", action="store_true")
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-real", action="store_true")
@@ -293,7 +410,12 @@ def main() -> None:
                 tuple(float(v) for v in args.real_unreliable.split(",")),
             )
         if not args.skip_speed:
-            speed(work, args.speed_frames, args.long)
+            sizes = [int(v) for v in args.sizes.split(",")]
+            reps = [int(v) for v in args.repeats.split(",")]
+            reps = (reps + reps[-1:] * len(sizes))[: len(sizes)]
+            settings = _settings(args.thread_settings)
+            speed(work, sizes, reps, settings, args.bits, args.device, args.frontend)
+            startup()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import Any
 
 from rbcflow.schema import CROP_SIZE, MIN_TRACK_LENGTH
 
-PIPELINE_GENERATION = "3"
+PIPELINE_GENERATION = "4"
 """Generation of the pipeline's results, hashed into every :func:`params_id`.
 
 Bump it in the same commit as any change that makes earlier results incompatible (a changed
@@ -26,7 +26,9 @@ package layout of docs/architecture.md (same numbers, new provenance fields); 3 
 ``verdict``, ``verdict_reason``, ``fraction_counted``, ``estimated_leaked`` and
 ``fraction_method`` columns, the corrected fraction (EM), stage 1's threshold 0.7, the context
 columns of ``tracks.csv``, models validated on left-out patients and dates, and no border
-frame in the classifiers' crops (``classified_frames``).
+frame in the classifiers' crops (``classified_frames``); 4 = the front end's gap closing,
+fragment joining, close-pair splitting and per-frame gain/offset normalisation (positions.csv's
+``detected``), report.csv's ``model_origin``, reviewed and sample-metadata columns.
 """
 
 
@@ -76,6 +78,12 @@ class DetectionConfig:
     refine_centroid : replace each component's centroid by the centroid of the absolute
         background-subtracted intensity in a cell-sized window at full resolution (sub-pixel;
         the component centroid is only good to about a block).
+    split_distance, split_factor, split_area : a component of at least ``split_area`` times
+        one cell's area whose variance maxima lie farther apart than ``split_distance`` px
+        (calibrated: ``split_factor`` x the footprint diameter, ~12 px for 10 px cells) is
+        split (:mod:`rbcflow.frontend.splitting`); ``split_distance`` 0 never splits.
+    normalise : subtract each frame's fitted ``gain * background + offset``
+        (:mod:`rbcflow.frontend.normalise`) instead of the background: flicker and drift.
     """
 
     downsample: int = 4
@@ -85,6 +93,10 @@ class DetectionConfig:
     min_area: int = 20
     max_area: int = 1500
     refine_centroid: bool = True
+    split_distance: float = 12.0
+    split_factor: float = 0.78
+    split_area: float = 1.1
+    normalise: bool = True
 
 
 @dataclass(frozen=True)
@@ -96,7 +108,8 @@ class TrackingConfig:
     search_radius : maximum distance between a track's predicted position and a detection,
         pixels.
     max_gap : frames a track may go undetected (position from the cross-correlation, or
-        predicted) before it ends; trailing undetected frames are removed from a track.
+        predicted) before it ends (gap closing, trackpy's ``memory``; 3: faint episodes last
+        1-3 frames, issue 12); trailing undetected frames are removed from a track.
     max_speed : largest plausible speed along x, pixels/frame; min_speed the smallest
         (negative allows a little backward jitter). They gate a new track's second detection,
         before it has a velocity.
@@ -109,11 +122,14 @@ class TrackingConfig:
     min_correlation : normalised correlation below which the cross-correlation is not trusted.
     interference_distance : tracks that come closer than this (centre to centre, pixels) to
         another object are flagged ``interference``.
+    join_window, join_radius, join_growth : fragment joining (:mod:`rbcflow.frontend.joining`):
+        an ended track waits ``join_window`` frames (0: no joining) for a fragment starting
+        within ``join_radius + join_growth * (gap - 1)`` px of its prediction.
     """
 
     min_length: int = MIN_TRACK_LENGTH
     search_radius: float = 10.0
-    max_gap: int = 2
+    max_gap: int = 3
     max_speed: float = 40.0
     min_speed: float = -2.0
     max_dy: float = 4.0
@@ -122,6 +138,9 @@ class TrackingConfig:
     centroid_weight: float = 0.3
     min_correlation: float = 0.5
     interference_distance: float = 18.0
+    join_window: int = 8
+    join_radius: float = 10.0
+    join_growth: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -282,48 +301,6 @@ class VerdictConfig:
     cell_diameter_range: tuple[float, float] = (10.5, 15.0)
     contrast_range: tuple[float, float] = (0.6, 1.5)
     quality_checks: tuple[str, ...] = ("share unreliable", "cell speed drift", "illumination drift")
-
-
-@dataclass(frozen=True)
-class StreamConfig:
-    """How ``analyze`` classifies tracks while the front end runs (not hashed into
-    ``params_id``: these change speed, memory and the report's gallery, never a number).
-
-    batch_tracks : tracks per classifier call (batched inference, yet classified while
-        tracking).
-    queue_tracks : tracks waiting for the classifier at most (bounds memory).
-    gallery_borderline, gallery_confident : per class, the calls nearest their threshold and the
-        most confident calls shown in the report's gallery.
-    gallery_frames : frames per gallery strip, evenly spaced through the track.
-    """
-
-    batch_tracks: int = 32
-    queue_tracks: int = 256
-    gallery_borderline: int = 8
-    gallery_confident: int = 4
-    gallery_frames: int = 10
-
-
-@dataclass(frozen=True)
-class OutputConfig:
-    """Output folders (not hashed into ``params_id``).
-
-    min_free_bytes : an output folder with less free space is refused before any work (the
-        outputs of a 20 s acquisition take ~5 MB; a report page ~1 MB).
-    """
-
-    min_free_bytes: int = 64 * 1024**2
-
-
-@dataclass(frozen=True)
-class InferenceConfig:
-    """How the classifiers run on sequences (inference, ``evaluate``, ``classify``).
-
-    batch_size : sequences per network batch (and per progress step); it changes speed and
-        memory, never a probability (beyond float rounding, ~1e-7).
-    """
-
-    batch_size: int = 256
 
 
 def to_dict(cfg: Any) -> dict:

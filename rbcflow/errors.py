@@ -53,3 +53,8 @@ class NoCellsError(RbcflowError):
 
 class OutputError(RbcflowError):
     """An output folder cannot be written (permissions, full disk, existing results)."""
+
+
+class ReviewError(RbcflowError):
+    """A results folder or a review file cannot be reviewed (``rbcflow review``,
+    ``export-labels``): not a results folder, an older report, a bad ``review.csv`` row."""

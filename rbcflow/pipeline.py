@@ -35,20 +35,14 @@ from rbcflow import __version__, schema
 from rbcflow.classify.calibration import estimate_acquisition
 from rbcflow.classify.labels import relabel
 from rbcflow.classify.stream import ClassifierLike, Collected, TrackClassifier
-from rbcflow.config import (
-    EstimateConfig,
-    FrontEndConfig,
-    ReportConfig,
-    StreamConfig,
-    params_id,
-    to_dict,
-)
+from rbcflow.config import EstimateConfig, FrontEndConfig, ReportConfig, params_id, to_dict
 from rbcflow.frontend import FrontEndResult, progress_total, run_frontend
 from rbcflow.io.discover import acquisition_name
 from rbcflow.io.video import open_video
 from rbcflow.provenance import input_fingerprint, json_safe, now_iso, run_record
 from rbcflow.report.quality import quality_indicators
 from rbcflow.report.verdict import verdict
+from rbcflow.run_settings import StreamConfig
 
 ProgressFactory = Callable[[int | None, str, str], AbstractContextManager[Callable[[int], None]]]
 """``factory(total, description, unit)`` -> context manager yielding a ``progress(n)`` callback
@@ -200,9 +194,22 @@ def models_info(classifier: ClassifierLike | None) -> dict:
         stage: {
             "checksum": getattr(classifier, f"{stage}_checksum", None),
             "dir": str(getattr(classifier, f"{stage}_dir", "") or ""),
+            # shipped | user-supplied, and the weights' full SHA-256 (model_folder.LoadedModel)
+            "origin": getattr(getattr(classifier, stage, None), "origin", None),
+            "weights_sha256": getattr(getattr(classifier, stage, None), "weights_sha256", None),
         }
         for stage in ("stage1", "stage2")
     }
+
+
+def model_origin(classifier: ClassifierLike | None) -> str | None:
+    """``shipped``, ``user-supplied (stage 1, stage 2)`` (the stages that are), or None when
+    the classifier does not say (a stand-in)."""
+    origins = [getattr(getattr(classifier, s, None), "origin", None) for s in ("stage1", "stage2")]
+    if None in origins:
+        return None
+    user = [f"stage {i}" for i, o in enumerate(origins, 1) if o != "shipped"]
+    return f"user-supplied ({', '.join(user)})" if user else "shipped"
 
 
 def base_row(source: Path, classifier: ClassifierLike | None) -> dict:
@@ -213,6 +220,7 @@ def base_row(source: Path, classifier: ClassifierLike | None) -> dict:
         "rbcflow_version": __version__,
         "stage1_model": short_checksum(getattr(classifier, "stage1_checksum", None)),
         "stage2_model": short_checksum(getattr(classifier, "stage2_checksum", None)),
+        "model_origin": model_origin(classifier),
     }
 
 
@@ -260,6 +268,7 @@ def analyze(
     fingerprint: dict | None = None,
     progress: ProgressFactory | None = None,
     threaded: bool = True,
+    on_track: Callable[[dict, np.ndarray], None] | None = None,
 ) -> AcquisitionResult:
     """Analyse one acquisition; returns its result (nothing is written).
 
@@ -273,6 +282,8 @@ def analyze(
     progress : progress-bar factory (see :data:`ProgressFactory`): a ``frames`` bar during the
         front end, then a ``tracks`` bar while the last tracks are classified.
     threaded : classify in a worker thread beside the front end (else inline).
+    on_track : also called with each track's row and crops, after the classifier's sink (the
+        batch keeps the review's strips with it).
 
     Raises
     ------
@@ -283,7 +294,10 @@ def analyze(
     bar = progress or _no_progress
     sink = TrackClassifier(classifier, settings.report, threaded=threaded, cfg=settings.stream)
     try:
-        run = track(path, settings.frontend, on_track=sink, progress=bar, fingerprint=fingerprint)
+        feed = sink
+        if on_track is not None:
+            feed = lambda row, crops: (sink(row, crops), on_track(row, crops))  # noqa: E731
+        run = track(path, settings.frontend, on_track=feed, progress=bar, fingerprint=fingerprint)
     except BaseException:
         sink.abort()
         raise
@@ -339,6 +353,7 @@ def analyze(
             "scale_auto": settings.frontend.crops.scale is None,
             "threshold": result.threshold,
             "noise": result.noise,
+            "fragment_joins": result.n_joins,
         }
     )
     # the headline's verdict, from the front end's calibration and the quality indicators

@@ -26,6 +26,7 @@ FEATURE_COLUMNS  per-track shape features (features -> ``tracks.csv``)
 DATASET     the authors' ``dataset.csv`` (unnamed index column, sequence_name, label, size)
 REPORT      one row per acquisition (the contract's columns of ``report.csv``)
 REPORT_COLUMNS  ``report.csv``'s full layout: REPORT, then where and how the row was made
+SAMPLE_METADATA  the sample columns ``report.csv`` ends with (patient, sample, draw date, ...)
 FRAME_STATS one row per frame (front-end side table: illumination and detections per frame)
 
 Objects
@@ -37,9 +38,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where a table is made: `rbcflow --version` stays light
+    import pandas as pd
 
 CROP_SIZE = 31
 """Side of the square cell crop, pixels (the authors' front end and the models use 31)."""
@@ -73,6 +77,7 @@ POSITIONS: dict[str, str] = {
     "track_id": "int64",
     "x": "float64",
     "y": "float64",
+    "detected": "bool",  # False: missed frame, position predicted (gap closing or joining)
 }
 
 TRACKS: dict[str, str] = {
@@ -183,15 +188,37 @@ REPORT: dict[str, str] = {
     "stage2_model": "object",
 }
 REPORT_STATUSES = ("ok", "failed", "skipped")
+SAMPLE_METADATA: dict[str, str] = {
+    "patient": "object",  # whose blood (rbcflow.samples.sheet: --samples or --name-pattern)
+    "sample": "object",  # the blood draw the acquisition was recorded from
+    "drawn_at": "object",  # ISO 8601 date (or date-time) of the draw
+    "shear_rate": "float64",  # s^-1
+    "medium": "object",
+    "temperature_c": "float64",
+    "operator": "object",
+    "notes": "object",
+    "baseline": "object",  # "yes" / "no" / empty: the draw counts towards the patient's baseline
+}
+REVIEWED: dict[str, str] = {
+    "reviewed_tracks": "Int64",  # tracks a technician reviewed (rbcflow review)
+    "tank_treading_fraction_reviewed": "float64",  # reviewed labels, the other tracks' calls
+    "ci_low_reviewed": "float64",  # its Wilson interval (classify.labels.fraction)
+    "ci_high_reviewed": "float64",
+}
+"""Columns ``rbcflow review`` fills in ``report.csv`` (empty before any review)."""
 REPORT_COLUMNS: dict[str, str] = {
     **REPORT,
     "output": "object",  # the acquisition's folder, relative to the output folder
     "params_id": "object",  # short hash of all parameters (config.params_id)
     "input_hash": "object",  # short input fingerprint (provenance.input_fingerprint)
     "analysed_at": "object",  # ISO 8601 time the analysis finished
+    "model_origin": "object",  # shipped | user-supplied (stage N): model_folder.model_origin
+    **REVIEWED,
+    **SAMPLE_METADATA,
 }
 """``report.csv``'s columns, declared once: the contract's :data:`REPORT` ones, then the
-acquisition's output folder, parameters id, input fingerprint and analysis time."""
+acquisition's output folder, parameters id, input fingerprint and analysis time, then the
+sample's metadata (:data:`SAMPLE_METADATA`, empty without a sheet)."""
 
 FRAME_STATS: dict[str, str] = {
     "frame": "int64",
@@ -224,6 +251,8 @@ class SchemaError(ValueError):
 
 def empty_table(schema: Mapping[str, str]) -> pd.DataFrame:
     """An empty DataFrame with the columns and dtypes of ``schema``."""
+    import pandas as pd
+
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in schema.items()})
 
 
@@ -241,13 +270,15 @@ def validate(df: pd.DataFrame, schema: Mapping[str, str], name: str = "table") -
     Examples
     --------
     >>> import pandas as pd
-    >>> validate(pd.DataFrame({"frame": [0], "track_id": [1], "x": [2], "y": [3]}),
-    ...          POSITIONS, "positions").dtypes["x"]
+    >>> df = pd.DataFrame({"frame": [0], "track_id": [1], "x": [2], "y": [3], "detected": [1]})
+    >>> validate(df, POSITIONS, "positions").dtypes["x"]
     dtype('float64')
     """
     missing = [c for c in schema if c not in df.columns]
     if missing:
         raise SchemaError(f"{name}: missing column(s) {missing}; has {list(df.columns)}")
+    import pandas as pd
+
     out = pd.DataFrame(index=df.index)
     for col, dtype in schema.items():
         try:

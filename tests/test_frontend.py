@@ -55,7 +55,7 @@ def test_end_to_end_recovers_the_true_tracks(synthetic_result):
 
 def test_result_tables_and_streamed_crops(synthetic_result):
     result, acq, got, counts, total = synthetic_result
-    assert list(result.positions.columns)[:4] == list(POSITIONS)
+    assert list(result.positions.columns)[:5] == list(POSITIONS)
     assert list(result.tracks.columns)[: len(TRACKS)] == list(TRACKS)
     assert list(result.frame_stats.columns) == list(FRAME_STATS)
     assert result.n_frames == 240 and len(result.frame_stats) == 240 and result.fps == 60.0

@@ -32,12 +32,15 @@ from rbcflow.io.video import (
     MjpegAviReader,
     RawAviReader,
     TiffReader,
+    YuvAviReader,
     find_acquisitions,
     natural_key,
     open_video,
 )
+from rbcflow.run_settings import InputLimits
 
 N, H, W = 12, 24, 32
+TINY = InputLimits(min_frame_side=1)  # the readers themselves read frames of any size
 
 
 def pattern(i: int, h: int = H, w: int = W) -> np.ndarray:
@@ -109,6 +112,15 @@ def make_case(kind: str, folder: Path) -> Case:
         lossy = fourcc == "MJPG"
         reader = MjpegAviReader if lossy else AviReader
         return Case(p, gray, not lossy, 30.0, reader, tolerance=6.0 if lossy else 0.0)
+    if kind in ("avi-i420", "avi-nv12", "avi-yv12"):  # native planar YUV: studio-swing luma
+        from _avi_yuv import studio, write_yuv_avi
+
+        p = write_yuv_avi(folder / f"{kind}.avi", studio(gray), kind[4:].upper(), fps=50.0)
+        return Case(p, gray, True, 50.0, YuvAviReader, tolerance=1.0)
+    if kind == "avi-i420-ffmpeg":  # written by FFmpeg's encoder (through OpenCV)
+        p = folder / "i420 ffmpeg.avi"
+        _cv2_avi(p, "I420", gray, 30.0)
+        return Case(p, gray, True, 30.0, YuvAviReader, tolerance=1.0)
     if kind == "tiff8":
         p = folder / "stack8.tif"
         tifffile.imwrite(p, gray, imagej=True, metadata={"axes": "TYX", "finterval": 1 / 25})
@@ -150,6 +162,10 @@ KINDS = [
     "avi-mjpg",
     "avi-ffv1",
     "avi-rgba",
+    "avi-i420",
+    "avi-nv12",
+    "avi-yv12",
+    "avi-i420-ffmpeg",
     "tiff8",
     "tiff16",
     "tiff-rgb",
@@ -824,7 +840,7 @@ def _mutate(data: bytes, edits: list[tuple[int, int]], cut: float | None) -> byt
 def _exercise(path: Path) -> None:
     """Open and read everything: only VideoReadError (or RbcflowError) may escape."""
     try:
-        with open_video(path) as video:
+        with open_video(path, limits=TINY) as video:
             assert len(video) >= 1
             assert len(video.shape) == 2 and video.dtype in (np.uint8, np.uint16)
             for frame in video:
@@ -879,7 +895,7 @@ def test_arbitrary_arrays_round_trip_through_tiff(tmp_path_factory, stack, compr
     with tifffile.TiffWriter(path) as tw:  # one page per frame, as cameras write stacks
         for frame in stack:
             tw.write(frame, compression=compression, photometric="minisblack")
-    with open_video(path) as video:
+    with open_video(path, limits=TINY) as video:
         assert len(video) == stack.shape[0]
         assert video.dtype == stack.dtype
         np.testing.assert_array_equal(np.stack(list(video)), stack)
@@ -898,5 +914,5 @@ def test_arbitrary_arrays_round_trip_through_tiff(tmp_path_factory, stack, compr
 def test_arbitrary_arrays_round_trip_through_avi(tmp_path_factory, stack, bits):
     path = tmp_path_factory.mktemp("rt") / "video.avi"
     write_avi(path, stack, bits=bits)
-    with open_video(path) as video:
+    with open_video(path, limits=TINY) as video:
         np.testing.assert_array_equal(np.stack(list(video)), stack)

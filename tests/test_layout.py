@@ -27,6 +27,8 @@ LAYERS = {
     "rbcflow.schema": 0,
     "rbcflow.config": 0,
     "rbcflow.model_settings": 0,
+    "rbcflow.run_settings": 0,  # how a run is carried out (limits, threads, batches): never hashed
+    "rbcflow.threads": 0,  # thread budgets of torch, OpenCV and numba (imports none of them)
     "rbcflow.io": 1,
     "rbcflow.provenance": 1,
     "rbcflow.frontend": 2,
@@ -36,6 +38,8 @@ LAYERS = {
     "rbcflow.report": 5,
     "rbcflow.pipeline": 6,
     "rbcflow.batch": 7,
+    "rbcflow.samples": 7,  # metadata sheets, one fraction per blood draw, the batch overview
+    "rbcflow.review": 7,  # the review web application on a results folder
     "rbcflow.cli": 8,
     "rbcflow.__main__": 8,
 }

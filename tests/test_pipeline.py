@@ -17,6 +17,7 @@ import pytest
 
 from rbcflow import schema
 from rbcflow.batch import OUTPUT_FILES, analyze_acquisition, analyze_batch
+from rbcflow.batch.acquisition import REVIEW_FILES
 from rbcflow.classify.labels import geometry_rules, label_tracks, summarize
 from rbcflow.config import PIPELINE_GENERATION, FrontEndConfig, ReportConfig, TrackingConfig
 from rbcflow.errors import OutputError
@@ -72,7 +73,8 @@ def test_one_acquisition_outputs(acquisitions, tmp_path):
     res = analyze_acquisition(acquisitions / "one.tif", tmp_path, StandIn())
     row = res.row
     folder = tmp_path / "one"
-    assert sorted(p.name for p in folder.iterdir()) == sorted([*OUTPUT_FILES, ".source"])
+    want = [*OUTPUT_FILES, *REVIEW_FILES, ".source"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(want)
     # what was written is what was returned
     pd.testing.assert_frame_equal(
         pd.read_csv(folder / "tracks.csv"), pd.read_csv(io.StringIO(res.tracks.to_csv(index=False)))

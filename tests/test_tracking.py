@@ -54,8 +54,8 @@ def test_short_tracks_dropped_and_trailing_gaps_trimmed():
 
 def test_track_ends_after_max_gap_and_when_leaving_the_field():
     dets = [[(10.0 + 4 * t, 50.0)] if t < 8 or t >= 12 else [] for t in range(20)]
-    tracks = run(dets, TrackingConfig(refine=False, max_gap=2))
-    assert [len(t) for t in tracks] == [8, 8]  # a 4-frame gap splits the track
+    tracks = run(dets, TrackingConfig(refine=False, max_gap=2, join_window=0))
+    assert [len(t) for t in tracks] == [8, 8]  # a 4-frame gap splits the track (no joining)
     tracks = run(dets, TrackingConfig(refine=False, max_gap=4))
     assert [len(t) for t in tracks] == [20]
     # Moving at 30 px/frame out of a 400 px field: the track ends at the last frame inside.

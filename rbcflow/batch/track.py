@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rbcflow import schema
 from rbcflow.config import FrontEndConfig, params_id, to_dict
 from rbcflow.errors import OutputError
 from rbcflow.io.discover import acquisition_name
@@ -110,7 +111,7 @@ def track_to_folder(
         finally:
             n_seq = writer.close()
         result = run.frontend
-        write_csv_atomic(tmp / "positions.csv", result.positions[["frame", "track_id", "x", "y"]])
+        write_csv_atomic(tmp / "positions.csv", result.positions[list(schema.POSITIONS)])
         write_csv_atomic(tmp / "tracks.csv", result.tracks)
         record = run_record(
             input_info=run.input_info,

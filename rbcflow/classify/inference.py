@@ -23,12 +23,18 @@ from rbcflow.classify.calibration import rates_at
 from rbcflow.classify.estimate import ValidatedRates
 from rbcflow.classify.model_folder import LoadedModel, default_model_dir, load_model
 from rbcflow.classify.sampling import pad_frames, prepare
-from rbcflow.config import InferenceConfig, ReportConfig
+from rbcflow.config import ReportConfig
 from rbcflow.errors import ModelError
+from rbcflow.run_settings import InferenceConfig
 from rbcflow.schema import LABEL_NAMES, TANK_TREADING, check_crops
 
 BATCH_SIZE = InferenceConfig().batch_size
-"""Sequences per network batch unless told otherwise (:class:`rbcflow.config.InferenceConfig`)."""
+"""Sequences per network batch on a GPU unless told otherwise
+(:class:`rbcflow.run_settings.InferenceConfig`)."""
+
+CPU_BATCH_SIZE = InferenceConfig().cpu_batch_size
+"""Sequences per network batch on the CPU unless told otherwise: small batches stay in the
+caches (``benchmarks/bench_classify.py`` measures tracks/s against batch size)."""
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -111,6 +117,12 @@ class Classifier:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
+    def default_batch_size(self) -> int:
+        """Sequences per batch when not told: :data:`CPU_BATCH_SIZE` on the CPU, else
+        :data:`BATCH_SIZE`."""
+        return CPU_BATCH_SIZE if self.device.type == "cpu" else BATCH_SIZE
+
+    @property
     def stage1_checksum(self) -> str:
         return self.stage1.checksum
 
@@ -169,10 +181,11 @@ class Classifier:
         self,
         sequences: Sequence[np.ndarray],
         *,
-        batch_size: int = BATCH_SIZE,
+        batch_size: int | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(p_reliable, p_tank_treading)``, each ``(N,)`` float64, of raw crop sequences."""
+        batch_size = batch_size or self.default_batch_size
         n = len(sequences)
         p_rel = np.zeros(n)
         p_tt = np.zeros(n)
@@ -196,7 +209,7 @@ class Classifier:
         self,
         sequences: Sequence[np.ndarray],
         *,
-        batch_size: int = BATCH_SIZE,
+        batch_size: int | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> pd.DataFrame:
         """Stage 1's and stage 2's probabilities of raw crop sequences.
@@ -205,7 +218,9 @@ class Classifier:
         ----------
         sequences : sequence of (T, 31, 31) uint8 ndarray
             Raw intensities, ``T >= 1``.
-        batch_size : sequences per network batch (and per progress step).
+        batch_size : sequences per network batch (and per progress step); None:
+            :attr:`default_batch_size`. It changes speed and memory, not a probability
+            (beyond float rounding, < 1e-6).
         progress : called with the number of sequences done since the last call.
 
         Returns

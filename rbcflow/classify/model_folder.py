@@ -5,6 +5,13 @@ the input preparation (K, sampling, normalisation), class names, the training da
 validation metrics, the rbcflow version and the SHA-256 of the weights file, verified on every
 load. Weights are stored with safetensors (plain tensors, no code is ever unpickled).
 
+A config is checked against :mod:`rbcflow.classify.model_schema` (bounds, class names, a plain
+weights file name) before any network is built or weights file opened. Whether a folder is the
+*shipped* model is decided by content: both its files must hash to the sums pinned in
+:mod:`rbcflow.classify.shipped_models` (:func:`model_origin`); any other folder is
+``user-supplied``. :func:`load_model` loads either (``allow_user=False`` refuses user-supplied
+ones: ``rbcflow analyze`` without ``--allow-user-models``).
+
 :func:`default_model_dir` says where a stage's default model is: ``$RBCFLOW_MODELS/stage{N}``, or
 the shipped models in the repository's ``models/`` folder.
 """
@@ -14,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +30,9 @@ import torch
 from torch import nn
 
 from rbcflow import __version__
+from rbcflow.classify.model_schema import ConfigProblem, check_weights_file, validate_config
 from rbcflow.classify.nets import build_network
+from rbcflow.classify.shipped_models import SHIPPED_SHA256
 from rbcflow.errors import ModelError
 from rbcflow.io.outputs import write_bytes_atomic, write_text_atomic
 
@@ -42,6 +52,12 @@ REQUIRED_KEYS = (
     "class_names",
     "weights_sha256",
 )
+CONFIG_MAX_BYTES = 16 * 1024**2
+"""A ``config.json`` larger than this is refused before it is parsed (the shipped ones: 25 kB)."""
+WEIGHTS_MAX_BYTES = 512 * 1024**2
+"""A weights file larger than this is refused before it is read (the shipped ones: < 1 MB)."""
+SHIPPED = "shipped"
+USER_SUPPLIED = "user-supplied"
 
 
 @dataclass
@@ -53,12 +69,17 @@ class LoadedModel:
     path : the folder.
     checksum : short checksum of the folder (12 hex digits of the SHA-256 of config.json and
         the weights), written into every output that used the model.
+    origin : ``"shipped"`` (both files match :mod:`rbcflow.classify.shipped_models`) or
+        ``"user-supplied"``.
+    weights_sha256 : SHA-256 (hex) of the weights file, as read.
     """
 
     network: nn.Module
     config: dict[str, Any]
     path: Path
     checksum: str
+    origin: str = USER_SUPPLIED
+    weights_sha256: str = ""
 
     @property
     def stage(self) -> int:
@@ -84,6 +105,49 @@ def default_model_dir(stage: int) -> Path:
     return base / f"stage{stage}"
 
 
+@dataclass(frozen=True)
+class ModelOrigin:
+    """Where a model folder's files come from, judged by their content (:func:`model_origin`).
+
+    stage : the config's stage.
+    origin : ``"shipped"`` or ``"user-supplied"``.
+    weights_sha256, config_sha256 : SHA-256 (hex) of the two files.
+    checksum : the folder's short checksum (as :func:`folder_checksum`).
+    weights_path : the weights file.
+    """
+
+    stage: int
+    origin: str
+    weights_sha256: str
+    config_sha256: str
+    checksum: str
+    weights_path: Path
+
+    @property
+    def shipped(self) -> bool:
+        return self.origin == SHIPPED
+
+
+def _regular_size(path: Path, what: str, limit: int, folder: Path) -> int:
+    """Size of ``path`` after checking (with ``os.stat``, nothing opened) that it is a regular
+    file no larger than ``limit``."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ModelError(f"{what} {path.name} is missing", folder) from None
+    except OSError as exc:
+        raise ModelError(f"cannot read {path.name}: {exc.strerror or exc}", folder) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelError(f"{what} {path.name} is not a regular file", folder)
+    if st.st_size > limit:
+        raise ModelError(
+            f"{what} {path.name} is {st.st_size / 1024**2:.0f} MiB, more than the "
+            f"{limit / 1024**2:.0f} MiB a model file may have",
+            folder,
+        )
+    return st.st_size
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -96,7 +160,13 @@ def folder_checksum(folder: str | os.PathLike, length: int = 12) -> str:
     """Short checksum of a model folder: SHA-256 of config.json followed by the weights."""
     folder = Path(folder)
     h = hashlib.sha256()
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
+    try:
+        weights = check_weights_file(
+            json.loads((folder / CONFIG_FILE).read_bytes()).get("weights_file", WEIGHTS_FILE)
+        )
+    except (ConfigProblem, ValueError, AttributeError):
+        weights = WEIGHTS_FILE
+    for name in (CONFIG_FILE, weights):
         h.update((folder / name).read_bytes())
     return h.hexdigest()[:length]
 
@@ -139,12 +209,15 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
     if not folder.is_dir():
         raise ModelError("model folder not found", folder)
     path = folder / CONFIG_FILE
-    if not path.is_file():
+    if not path.exists():
         raise ModelError(f"not a model folder: no {CONFIG_FILE}", folder)
+    _regular_size(path, "config", CONFIG_MAX_BYTES, folder)
     try:
-        cfg = json.loads(path.read_text())
+        cfg = json.loads(path.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"{CONFIG_FILE} is damaged (not valid JSON: {exc})", folder) from None
+    except (OSError, RecursionError) as exc:
+        raise ModelError(f"cannot read {CONFIG_FILE}: {type(exc).__name__}", folder) from None
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise ModelError(f"{CONFIG_FILE} is not an rbcflow model config", folder)
     if cfg.get("format_version") != FORMAT_VERSION:
@@ -156,26 +229,27 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
     missing = [k for k in REQUIRED_KEYS if k not in cfg]
     if missing:
         raise ModelError(f"{CONFIG_FILE} lacks {missing}", folder)
+    try:
+        validate_config(cfg)
+    except ConfigProblem as exc:
+        raise ModelError(f"{CONFIG_FILE} is refused: {exc}", folder) from None
     return cfg
 
 
-def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load a model folder, verifying the weights' checksum.
+def model_origin(folder: str | os.PathLike) -> ModelOrigin:
+    """Check a model folder (config schema, weights checksum) and say whether it is shipped.
+
+    Reads the config and hashes both files; builds no network.
 
     Raises
     ------
     ModelError
-        If the folder, config or weights are missing, the weights' SHA-256 differs from the
-        config's (damaged or altered file), or the weights do not fit the architecture.
+        As :func:`load_model`, for every problem found before the weights are loaded.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     cfg = read_config(folder)
     wpath = folder / cfg.get("weights_file", WEIGHTS_FILE)
-    if not wpath.is_file():
-        raise ModelError(f"weights file {wpath.name} is missing", folder)
+    _regular_size(wpath, "weights file", WEIGHTS_MAX_BYTES, folder)
     digest = sha256_file(wpath)
     if digest != cfg["weights_sha256"]:
         raise ModelError(
@@ -183,6 +257,50 @@ def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu") ->
             f"the config's {str(cfg['weights_sha256'])[:12]}...",
             folder,
         )
+    config_digest = sha256_file(folder / CONFIG_FILE)
+    pinned = SHIPPED_SHA256.get(int(cfg["stage"]), {})
+    shipped = pinned.get(CONFIG_FILE) == config_digest and pinned.get(WEIGHTS_FILE) == digest
+    h = hashlib.sha256((folder / CONFIG_FILE).read_bytes())
+    h.update(wpath.read_bytes())
+    return ModelOrigin(
+        stage=int(cfg["stage"]),
+        origin=SHIPPED if shipped else USER_SUPPLIED,
+        weights_sha256=digest,
+        config_sha256=config_digest,
+        checksum=h.hexdigest()[:12],
+        weights_path=wpath,
+    )
+
+
+def load_model(
+    folder: str | os.PathLike, device: str | torch.device = "cpu", *, allow_user: bool = True
+) -> LoadedModel:
+    """Load a model folder, verifying its config's schema and the weights' checksum.
+
+    Parameters
+    ----------
+    folder : the model folder.
+    device : where the network goes.
+    allow_user : load a folder that is not a shipped model (:func:`model_origin`); False
+        refuses it.
+
+    Raises
+    ------
+    ModelError
+        If the folder, config or weights are missing, the config breaks the schema
+        (:mod:`rbcflow.classify.model_schema`), the weights' SHA-256 differs from the config's
+        (damaged or altered file), the weights do not fit the architecture, or the folder is
+        user-supplied and ``allow_user`` is False.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    found = model_origin(folder)
+    if not allow_user and not found.shipped:
+        raise ModelError(user_model_refusal(found), folder)
+    cfg = read_config(folder)
+    wpath = found.weights_path
     try:
         network = build_network(cfg["architecture"])
     except (ValueError, TypeError) as exc:
@@ -194,4 +312,20 @@ def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu") ->
         msg = " ".join(str(exc).split())[:200]
         raise ModelError(f"weights do not load into the architecture: {msg}", folder) from None
     network.to(device).eval()
-    return LoadedModel(network=network, config=cfg, path=folder, checksum=folder_checksum(folder))
+    return LoadedModel(
+        network=network,
+        config=cfg,
+        path=folder,
+        checksum=found.checksum,
+        origin=found.origin,
+        weights_sha256=found.weights_sha256,
+    )
+
+
+def user_model_refusal(found: ModelOrigin) -> str:
+    """The message that refuses a user-supplied model folder (without the folder's name)."""
+    return (
+        f"not a shipped stage-{found.stage} model (checksum {found.checksum}, weights SHA-256 "
+        f"{found.weights_sha256[:12]}...); a model of your own is used only when asked for "
+        "(rbcflow analyze --allow-user-models)"
+    )

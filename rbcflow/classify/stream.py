@@ -9,6 +9,11 @@ features; a few gallery strips per class are kept for the report.
 Why a thread: torch, numpy and OpenCV release the GIL, so classification uses the core the front
 end leaves idle; and memory stays bounded: only per-track numbers and the gallery's strips are
 kept, never all crops.
+
+Threads: while it runs, torch and OpenCV get the shares of :func:`rbcflow.threads.analyze_budget`
+(one thread each on 2 cores, so their pools do not fight the front end's threads); the previous
+settings come back for the tracks classified after the front end has finished and after
+:meth:`TrackClassifier.finish` / :meth:`~TrackClassifier.abort`.
 """
 
 from __future__ import annotations
@@ -24,8 +29,10 @@ import pandas as pd
 
 from rbcflow.classify.features import track_features
 from rbcflow.classify.labels import RULE_COLUMNS, label_tracks, track_rules
-from rbcflow.config import ReportConfig, StreamConfig
+from rbcflow.config import ReportConfig
+from rbcflow.run_settings import StreamConfig
 from rbcflow.schema import GalleryItem
+from rbcflow.threads import ThreadBudget, analyze_budget, apply
 
 
 class ClassifierLike(Protocol):
@@ -38,7 +45,7 @@ class ClassifierLike(Protocol):
         self,
         sequences: list[np.ndarray],
         *,
-        batch_size: int = 256,
+        batch_size: int | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> pd.DataFrame: ...
 
@@ -105,6 +112,12 @@ class TrackClassifier:
         self._lock = threading.Lock()
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
+        # before the worker starts: torch's count is read by a thread at its first operation
+        self.threads = analyze_budget(
+            torch_threads=self.cfg.torch_threads, opencv_threads=self.cfg.opencv_threads
+        )
+        self._threads_before: ThreadBudget | None = apply(self.threads)
+        self._alone = threading.Event()  # set once the front end has finished
         if threaded:
             self._queue = queue.Queue(maxsize=max(1, self.cfg.queue_tracks // self.batch))
             self._thread = threading.Thread(target=self._work, name="rbcflow-classify", daemon=True)
@@ -138,6 +151,10 @@ class TrackClassifier:
             items = self._queue.get()
             if items is None:
                 return
+            if self._alone.is_set() and self._threads_before is not None:
+                # the front end is done: the tail runs alone, with the previous settings (torch
+                # reads its count per thread once a thread has run an operation: set it here)
+                apply(self._threads_before)
             if self.out.error is not None:
                 continue  # drain: the front end learns of the error on its next track
             try:
@@ -194,13 +211,23 @@ class TrackClassifier:
         for label, items in self.out.gallery.items():
             self.out.gallery[label] = prune_gallery(items, thr_rel, self.cfg)
 
+    def _restore_threads(self) -> None:
+        if self._threads_before is not None:
+            apply(self._threads_before)
+            self._threads_before = None
+
     def finish(self) -> Collected:
-        """Classify what is left, stop the worker, re-raise its error if any."""
+        """Classify what is left, stop the worker, restore the thread settings, re-raise the
+        worker's error if any."""
+        self._alone.set()
+        if self._thread is None:
+            self._restore_threads()  # inline: the tail runs alone in this thread
         self._submit()
         if self._thread is not None:
             assert self._queue is not None
             self._queue.put(None)
             self._thread.join()
+        self._restore_threads()
         if self.out.error is not None:
             raise self.out.error
         return self.out
@@ -213,3 +240,4 @@ class TrackClassifier:
             self.out.error = self.out.error or RuntimeError("aborted")
             self._queue.put(None)
             self._thread.join()
+        self._restore_threads()

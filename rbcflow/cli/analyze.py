@@ -8,15 +8,30 @@ from pathlib import Path
 
 import click
 
-from rbcflow.cli.main import error_line, is_debug, main, parse_scale, progress_bar, report_error
+from rbcflow.cli.main import error_line, is_debug, main, parse_scale, progress_bar
+from rbcflow.cli.patient import load_samples, sample_options
+from rbcflow.cli.terminal import terminal_safe
 from rbcflow.config import CropConfig, FrontEndConfig, ReaderConfig
 from rbcflow.errors import RbcflowError
 
 DEFAULT_OUT = "rbcflow-results"
 
 
+def report_error(exc: BaseException) -> None:
+    """One error line on stderr, its names made safe (plus the traceback under ``--debug``)."""
+    import traceback
+
+    if is_debug():
+        traceback.print_exception(exc, file=sys.stderr)
+    click.echo("rbcflow: error: " + terminal_safe(error_line(exc)), err=True)
+
+
 def result_line(row: dict, report: Path | None) -> str:
-    """One line per acquisition for the terminal."""
+    """One line per acquisition for the terminal (names made safe: :func:`terminal_safe`)."""
+    return terminal_safe(_result_text(row, report))
+
+
+def _result_text(row: dict, report: Path | None) -> str:
     name = row.get("acquisition") or "?"
     status = row.get("status")
     if status == "failed":
@@ -37,8 +52,44 @@ def result_line(row: dict, report: Path | None) -> str:
     return f"{name}: {prefix}{figure}{where}"
 
 
+def check_models(stage1: Path | None, stage2: Path | None, allow_user: bool) -> list[str]:
+    """Check both model folders (schema, checksums) before loading them; refuse one that is
+    not a shipped model unless ``allow_user``. Returns a terminal note per user-supplied model.
+
+    Raises
+    ------
+    ModelError
+        A folder is damaged or breaks the schema, or is user-supplied without ``allow_user``.
+    """
+    import os
+
+    from rbcflow.classify.model_folder import (
+        MODELS_ENV,
+        default_model_dir,
+        model_origin,
+        user_model_refusal,
+    )
+    from rbcflow.errors import ModelError
+
+    notes = []
+    for stage, folder in ((1, stage1), (2, stage2)):
+        path = Path(folder) if folder is not None else default_model_dir(stage)
+        found = model_origin(path)
+        if found.shipped:
+            continue
+        via = f" (named by ${MODELS_ENV})" if folder is None and os.environ.get(MODELS_ENV) else ""
+        if not allow_user:
+            raise ModelError(user_model_refusal(found) + via, path)
+        notes.append(
+            f"rbcflow: using a user-supplied stage-{stage} model{via}: {path} "
+            f"(checksum {found.checksum}; recorded in report.csv and run.json)"
+        )
+    return notes
+
+
 @main.command("analyze")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+# readable=False: rbcflow checks each input itself, so one unreadable name is one failed row
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @click.option(
     "--out",
     "-o",
@@ -71,6 +122,12 @@ def result_line(row: dict, report: Path | None) -> str:
     type=click.Path(path_type=Path, file_okay=False),
     help="Stage-2 model folder [default: the shipped model].",
 )
+@click.option(
+    "--allow-user-models",
+    is_flag=True,
+    help="Use model folders that are not the shipped models (your own, from rbcflow train); "
+    "report.csv and run.json then say user-supplied, with their checksums.",
+)
 @click.option("--device", help="Torch device, e.g. cpu or cuda [default: cuda if available].")
 @click.option(
     "--force",
@@ -79,7 +136,10 @@ def result_line(row: dict, report: Path | None) -> str:
     "and models (otherwise they are skipped).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars (for scripts).")
-def analyze(paths, out, fps, scale, models_stage1, models_stage2, device, force, quiet):
+@sample_options  # --samples, --name-pattern, --registry (rbcflow.cli.patient)
+def analyze(
+    paths, out, fps, scale, models_stage1, models_stage2, allow_user_models, device, force, quiet
+):
     """Tank-treading fraction of each acquisition in PATHS (videos, or folders of them).
 
     Each PATH is a video (AVI, TIFF stack), a folder of frames, or a folder holding
@@ -108,10 +168,14 @@ def analyze(paths, out, fps, scale, models_stage1, models_stage2, device, force,
         out_dir = check_output_dir(out)
         from rbcflow.classify.inference import load_classifier
 
+        notes = check_models(models_stage1, models_stage2, allow_user_models)
         classifier = load_classifier(models_stage1, models_stage2, device=device)
     except RbcflowError as exc:
         report_error(exc)
         sys.exit(2)
+    for note in notes:
+        click.echo(terminal_safe(note), err=True)
+    sample_set = load_samples(paths)  # a bad sheet: every problem on its line, exit 2
 
     def say(line: str) -> None:
         if quiet:
@@ -140,7 +204,7 @@ def analyze(paths, out, fps, scale, models_stage1, models_stage2, device, force,
                 dynamic_ncols=True,
             )
         if overall["bar"] is not None:
-            overall["bar"].set_postfix_str(source.name[-40:], refresh=True)
+            overall["bar"].set_postfix_str(terminal_safe(source.name[-40:]), refresh=True)
 
     def on_done(event):
         nonlocal failed
@@ -168,13 +232,17 @@ def analyze(paths, out, fps, scale, models_stage1, models_stage2, device, force,
             progress=bars,
             on_start=on_start,
             on_done=on_done,
+            samples=sample_set,
         )
     except RbcflowError as exc:  # the output folder became unusable (e.g. disk full)
         report_error(exc)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo(
-            f"\nrbcflow: interrupted; finished acquisitions are in {out_dir / 'report.csv'}",
+            "\n"
+            + terminal_safe(
+                f"rbcflow: interrupted; finished acquisitions are in {out_dir / 'report.csv'}"
+            ),
             err=True,
         )
         sys.exit(130)
@@ -183,14 +251,16 @@ def analyze(paths, out, fps, scale, models_stage1, models_stage2, device, force,
             overall["bar"].close()
     counts = rows["status"].value_counts().to_dict()
     summary = ", ".join(f"{counts[s]} {s}" for s in ("ok", "skipped", "failed") if s in counts)
-    say(f"report: {out_dir / 'report.csv'} ({len(rows)} acquisition(s): {summary})")
+    say(terminal_safe(f"report: {out_dir / 'report.csv'} ({len(rows)} acquisition(s): {summary})"))
     if failed:
         click.echo(
-            f"rbcflow: {failed} acquisition(s) failed; see the message column of "
-            f"{out_dir / 'report.csv'}",
+            terminal_safe(
+                f"rbcflow: {failed} acquisition(s) failed; see the message column of "
+                f"{out_dir / 'report.csv'}"
+            ),
             err=True,
         )
         sys.exit(1)
 
 
-__all__ = ["analyze", "error_line", "result_line"]
+__all__ = ["analyze", "check_models", "error_line", "result_line", "terminal_safe"]

@@ -1,4 +1,4 @@
-"""``rbcflow train``, ``rbcflow evaluate`` and ``rbcflow classify``: the classifiers' commands."""
+"""``rbcflow train`` and ``rbcflow evaluate`` (``classify`` is in :mod:`rbcflow.cli.classify`)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ from typing import Any
 import click
 
 from rbcflow.cli.main import CONTEXT_SETTINGS, main, progress_bar, report_error
-from rbcflow.config import InferenceConfig, ReportConfig
+from rbcflow.config import ReportConfig
 from rbcflow.errors import DatasetError, ModelError, OutputError, RbcflowError
 from rbcflow.model_settings import CRNNConfig, StackCNNConfig, TrainConfig
+from rbcflow.run_settings import InferenceConfig
 
 DEVICE_HELP = "Torch device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1 ..."
-BATCH_SIZE = InferenceConfig().batch_size
+_INF = InferenceConfig()
+BATCH_HELP = f"Sequences per batch [default: {_INF.cpu_batch_size} CPU, {_INF.batch_size} GPU]."
 
 
 def _arch_name(cfg: TrainConfig) -> str:
@@ -105,6 +107,7 @@ def _split_names(values: tuple[str, ...]) -> set[str]:
 @click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--force", is_flag=True, help="Replace an existing model folder.")
+@click.option("--init", type=click.Path(exists=True), help="Fine-tune this model folder instead.")
 def train(
     stage,
     data,
@@ -122,6 +125,7 @@ def train(
     no_augment,
     device,
     force,
+    init,
 ):
     """Train a stage's classifier on labelled sequences; write a model folder.
 
@@ -173,6 +177,10 @@ def train(
                 f"{sorted(overlap)} (validation figures will flatter the model)",
                 err=True,
             )
+        if init is not None:  # fine-tune: rbcflow.training.finetune
+            from rbcflow.training.finetune import summary
+
+            return click.echo(summary(click.get_current_context().params, train_set, val_set, dev))
         given = dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
         given["synthetic_unreliable"] = synthetic_unreliable
         given = {name: v for name, v in given.items() if v is not None}
@@ -258,7 +266,7 @@ def _print_metrics(title: str, m: dict) -> None:
 )
 @click.option("--json", "json_out", type=click.Path(), help="Also write the figures as JSON.")
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
-@click.option("--batch-size", type=click.IntRange(1), default=BATCH_SIZE, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=None, help=BATCH_HELP)
 def evaluate(model_dirs, data, acquisitions, json_out, device, batch_size):
     """Score stage-1 and stage-2 models on labelled sequences.
 
@@ -332,66 +340,3 @@ def evaluate(model_dirs, data, acquisitions, json_out, device, batch_size):
         "among those called reliable)"
     )
     click.echo(res["acquisitions"].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-
-
-@main.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("dataset", type=click.Path())
-@click.option("--out", required=True, type=click.Path(), help="Predictions CSV to write.")
-@click.option("--stage1", type=click.Path(), help="Stage-1 model folder [default model].")
-@click.option("--stage2", type=click.Path(), help="Stage-2 model folder [default model].")
-@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
-@click.option("--batch-size", type=click.IntRange(1), default=BATCH_SIZE, show_default=True)
-@click.option("--force", is_flag=True, help="Replace an existing output file.")
-def classify(dataset, out, stage1, stage2, device, batch_size, force):
-    """Classify every sequence of a set in the authors' format (dataset.csv + img/).
-
-    Writes one row per sequence: sequence_name, p_reliable, p_tank_treading, label
-    (tank-treading, flipping or unreliable), and OUT.run.json beside it (version, models and
-    their checksums, thresholds).
-
-    \b
-    Example:
-      rbcflow classify tracks/video1/sequences --out predictions.csv
-    """
-    from rbcflow import __version__
-    from rbcflow.classify.inference import load_classifier
-    from rbcflow.classify.labels import label_tracks
-    from rbcflow.io.outputs import write_table_atomic, write_text_atomic
-    from rbcflow.io.sequences import iter_dataset
-    from rbcflow.schema import PREDICTIONS, validate
-
-    out_p = Path(out)
-    try:
-        if out_p.exists() and not force:
-            raise OutputError("exists (use --force to replace it)", out_p)
-        clf = load_classifier(stage1, stage2, device=device)
-        names, frames = [], []
-        for s in iter_dataset(dataset):
-            names.append(s.name)
-            frames.append(s.frames)
-        with progress_bar(len(frames), "classifying", unit="seq") as bar:
-            pred = clf.predict(frames, batch_size=batch_size, progress=bar)
-        thr = ReportConfig()
-        pred["label"] = label_tracks(pred.p_reliable, pred.p_tank_treading, thr)
-        pred.insert(0, "sequence_name", names)
-        pred = validate(pred, PREDICTIONS, "predictions")
-        out_p.parent.mkdir(parents=True, exist_ok=True)
-        write_table_atomic(out_p, pred, index=False)
-        run = {
-            "rbcflow_version": __version__,
-            "command": "classify",
-            "input": str(dataset),
-            "sequences": len(pred),
-            "stage1_model": str(clf.stage1_dir),
-            "stage1_checksum": clf.stage1_checksum,
-            "stage2_model": str(clf.stage2_dir),
-            "stage2_checksum": clf.stage2_checksum,
-            "thresholds": {"reliable": thr.reliable_threshold, "flipping": thr.flipping_threshold},
-        }
-        run_path = out_p.with_name(out_p.name + ".run.json")
-        write_text_atomic(run_path, json.dumps(run, indent=1) + "\n")
-    except RbcflowError as exc:
-        report_error(exc)
-        sys.exit(1)
-    counts = pred.label.value_counts().to_dict()
-    click.echo(f"wrote {out_p}: {len(pred)} sequences, {counts}")

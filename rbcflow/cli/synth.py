@@ -10,7 +10,15 @@ import click
 
 from rbcflow.cli.main import main, progress_bar, report_error
 from rbcflow.errors import RbcflowError
-from rbcflow.synthetic import AVI_CODECS, SynthConfig, guess_format, true_fraction, truth_paths
+from rbcflow.synthetic import (
+    AVI_CODECS,
+    PRESETS,
+    SynthConfig,
+    guess_format,
+    preset_config,
+    true_fraction,
+    truth_paths,
+)
 
 _DEFAULTS = {f.name: f.default for f in fields(SynthConfig)}
 
@@ -57,11 +65,53 @@ def _parse_size(ctx: click.Context, param: click.Parameter, value: str | None):
     help=f"Frame size [default: {_DEFAULTS['width']}x{_DEFAULTS['height']}].",
 )
 @click.option(
+    "--preset",
+    type=click.Choice(sorted(PRESETS)),
+    default="easy",
+    show_default=True,
+    help="Recording conditions: easy (~10 cells on separate lanes, steady light) or hard "
+    "(25 in view, 4-28 px/frame, 14 px passes, flicker, drift, faint frames); the options "
+    "below override it.",
+)
+@click.option(
     "--cells",
     type=click.FloatRange(min=0),
-    default=_DEFAULTS["cells_in_view"],
-    show_default=True,
-    help="Mean number of cells in view.",
+    default=None,
+    help=f"Mean number of cells in view (density) [default: {_DEFAULTS['cells_in_view']:g}].",
+)
+@click.option(
+    "--speed",
+    type=(click.FloatRange(min=0, min_open=True), click.FloatRange(min=0, min_open=True)),
+    default=None,
+    metavar="MIN MAX",
+    help=f"Range of cell speeds, px/frame [default: {_DEFAULTS['speed'][0]:g} "
+    f"{_DEFAULTS['speed'][1]:g}].",
+)
+@click.option(
+    "--closest-approach",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Let cells pass each other down to this centre-to-centre distance, px [default: "
+    "none, separate lanes].",
+)
+@click.option(
+    "--flicker",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Frame-to-frame lamp flicker, grey levels (std) [default: 0].",
+)
+@click.option(
+    "--drift",
+    type=click.FloatRange(min=0),
+    default=None,
+    help=f"Slow illumination drift, relative amplitude (0.05: +-6 grey levels at 120) "
+    f"[default: {_DEFAULTS['drift']:g}].",
+)
+@click.option(
+    "--dropouts",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=None,
+    help="Per cell and frame, odds that a faint episode of 1-3 frames starts [default: 0].",
 )
 @click.option(
     "--tt-fraction",
@@ -120,7 +170,13 @@ def synth(
     seconds: float | None,
     fps: float,
     size: tuple[int, int] | None,
-    cells: float,
+    preset: str,
+    cells: float | None,
+    speed: tuple[float, float] | None,
+    closest_approach: float | None,
+    flicker: float | None,
+    drift: float | None,
+    dropouts: float | None,
     tt_fraction: float,
     unreliable_fraction: float,
     noise: float,
@@ -143,6 +199,8 @@ def synth(
       rbcflow synth demo.avi --seconds 5
       rbcflow synth big.avi --frames 1200 --size 1024x768 --codec rgba --seed 3
       rbcflow synth stack.tif --frames 200 --tt-fraction 0.6 --bit-depth 16
+      rbcflow synth crowded.avi --preset hard --frames 600
+      rbcflow synth passes.avi --cells 20 --speed 4 28 --closest-approach 14 --flicker 2.7
     """
     from rbcflow.synthetic import write_acquisition
 
@@ -153,10 +211,19 @@ def synth(
     kwargs = {"n_frames": n_frames} if n_frames is not None else {}
     if size is not None:
         kwargs.update(width=size[0], height=size[1])
+    given = {
+        "cells_in_view": cells,
+        "speed": speed,
+        "closest_approach": closest_approach,
+        "flicker": flicker,
+        "drift": drift,
+        "dropout_rate": dropouts,
+    }
+    kwargs.update({k: v for k, v in given.items() if v is not None})
     try:
-        cfg = SynthConfig(
+        cfg = preset_config(
+            preset,
             fps=fps,
-            cells_in_view=cells,
             tt_fraction=tt_fraction,
             unreliable_fraction=unreliable_fraction,
             noise_std=noise,

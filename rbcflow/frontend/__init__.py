@@ -1,10 +1,12 @@
 """The front end: video -> background, detection, tracking and 31x31 crops (layer 2).
 
 Modules, lowest first: :mod:`.kernels` (compiled per-cell loops), :mod:`.variance` (local
-variance, block means, robust noise), :mod:`.background`, :mod:`.footprints` (sub-pixel
-centres), :mod:`.detection`, :mod:`.crops`, :mod:`.calibration` (per-video threshold, noise,
-cell size), :mod:`.correlation`, :mod:`.tracks` (track records and tables), :mod:`.tracking`
-(linking), :mod:`.run` (:func:`run_frontend`, the two passes over a video) and
+variance, block means, robust noise), :mod:`.normalise` (per-frame gain and offset),
+:mod:`.background`, :mod:`.footprints` (sub-pixel centres), :mod:`.splitting` (two cells in one
+component), :mod:`.detection`, :mod:`.crops`, :mod:`.calibration` (per-video threshold, noise,
+cell size), :mod:`.correlation`, :mod:`.tracks` (track records and tables), :mod:`.joining`
+(fragment joining), :mod:`.tracking` (linking), :mod:`.stream` (the reading thread),
+:mod:`.run` (:func:`run_frontend`, the two passes over a video) and
 :mod:`.scoring` (found tracks against true ones, for tests and benchmarks).
 
 ``run_frontend``, ``FrontEndResult`` and ``progress_total`` are re-exported from :mod:`.run`,

@@ -78,6 +78,10 @@ def calibrate(
     """
     warns: list[str] = []
     detector = FrameDetector(background, cfg.detection, threshold=0.0)  # set by calibrate_on
+    # The sample frames are measured unsplit: the one-cell area is the reference of the
+    # two-cell rule and of the split itself, and splitting with no reference yet would cut
+    # single cells whose variance ring has two maxima (every size_ratio would double).
+    detector.split_distance = 0.0
     pick = calibration_frames(samples)
     # One variance image per frame, for the threshold and then the frame's detections.
     variances = detector.calibrate_on(pick)
@@ -95,6 +99,14 @@ def calibrate(
     if not math.isfinite(diameter):
         warns.append("no cell could be measured in the sampled frames; cell size unknown")
     detector.centroid_half = centroid_half_for(size)
+    # Two cells passing close merge into one component: split those with maxima farther
+    # apart than a cell (touching pairs, about one diameter apart, stay one object) and an
+    # area of more than the two-cell rule's share of one cell's.
+    if cfg.detection.split_distance > 0:
+        detector.split_distance = cfg.detection.split_factor * size
+        block = one_cell_area(np.concatenate([c.area for c in coarses]) if coarses else [])
+        if math.isfinite(block):
+            detector.split_min_area = cfg.detection.split_area * block
     # Centre-to-edge distance of whole cells, so that cells cut by the border get a centre.
     radii = [
         r

@@ -23,6 +23,8 @@ import pandas as pd
 
 from rbcflow.config import DetectionConfig
 from rbcflow.frontend.footprints import refine_centroids
+from rbcflow.frontend.normalise import gain_offset
+from rbcflow.frontend.splitting import split_components
 from rbcflow.frontend.variance import (
     auto_threshold,
     downsample_image,
@@ -124,6 +126,8 @@ class FrameDetector:
         self.last_offset = 0.0
         self.last_mass: np.ndarray | None = None
         self.edge_radius: float | None = None
+        self.split_distance = float(cfg.split_distance)
+        self.split_min_area = 0.0  # components smaller than this are never split, pixels
 
     @classmethod
     def calibrate(
@@ -182,7 +186,12 @@ class FrameDetector:
         """Local variance of the downsampled ``frame - background``, (rows//ds, cols//ds)
         float32."""
         small = downsample_image(frame, self.ds)
-        cv2.subtract(small, self.background_small, dst=small)
+        if self.cfg.normalise:
+            # Flicker and drift: subtract g * background + o fitted on background pixels.
+            g, o = gain_offset(small, self.background_small)
+            cv2.addWeighted(self.background_small, -g, small, 1.0, -o, dst=small)
+        else:
+            cv2.subtract(small, self.background_small, dst=small)
         return local_variance(small, self.window)
 
     def coarse(self, frame: np.ndarray, var: np.ndarray | None = None) -> Coarse:
@@ -214,8 +223,28 @@ class FrameDetector:
                 np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros(0), np.zeros(0), offset, mean
             )
         row, col = np.divmod(on, mask.shape[1])
+        peaks: dict = {}
+        if self.split_distance > 0:
+            lab, n, count, keep, peaks = split_components(
+                var,
+                on,
+                lab,
+                (row, col),
+                count,
+                keep,
+                self.split_distance / self.ds,
+                self.split_min_area / (self.ds * self.ds),
+                self.cfg.min_area / (self.ds * self.ds),
+            )
+            n = len(count)
+            area = count.astype(np.int64) * ds2
         cx = np.bincount(lab, weights=col, minlength=n)[keep] / count[keep]
         cy = np.bincount(lab, weights=row, minlength=n)[keep] / count[keep]
+        if self.split_distance > 0 and peaks:
+            # split parts: centred on their variance maximum (their centroid leans in)
+            for i, k in enumerate(keep.tolist()):
+                if k in peaks:
+                    cy[i], cx[i] = peaks[k]
         # Block (i, j) covers pixels [ds*i, ds*i + ds) whose centre is ds*i + (ds - 1) / 2.
         xy = np.stack([cx, cy], axis=1) * self.ds + (self.ds - 1) / 2.0
         # Mean variance per component.
@@ -223,11 +252,16 @@ class FrameDetector:
         # Bounding boxes: the pixels sorted by label, min/max over each label's run (every
         # label 1..n-1 has pixels, so the runs start where the labels do).
         order = np.argsort(lab, kind="stable")
-        starts = np.searchsorted(lab[order], np.arange(1, n))
+        present = np.flatnonzero(count[1:] > 0) + 1
+        starts = np.searchsorted(lab[order], present)
         rs, cs = row[order], col[order]
         width = np.maximum.reduceat(cs, starts) - np.minimum.reduceat(cs, starts) + 1
         height = np.maximum.reduceat(rs, starts) - np.minimum.reduceat(rs, starts) + 1
-        extent = np.maximum(width, height)[keep - 1]
+        extent = np.maximum(width, height)[np.searchsorted(present, keep)]
+        if self.split_distance > 0 and peaks:
+            # a split part is one cell: refined in a one-cell window, not a pair's
+            part = np.isin(keep, list(peaks))
+            extent[part] = np.minimum(extent[part], 2 * (self.centroid_half + 2) // self.ds)
         return Coarse(xy, area[keep], score, extent * self.ds, offset, mean)
 
     def refine(self, frame: np.ndarray, coarse: Coarse) -> np.ndarray:

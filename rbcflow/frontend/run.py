@@ -23,12 +23,9 @@ sampled frame of the background pass, then every few frames of the tracking pass
 
 from __future__ import annotations
 
-import itertools
 import math
-import queue
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,14 +41,13 @@ from rbcflow.frontend.background import (
 )
 from rbcflow.frontend.calibration import calibrate
 from rbcflow.frontend.crops import CropCutter, inner_span
-from rbcflow.frontend.detection import Coarse, FrameDetector
+from rbcflow.frontend.detection import Coarse
 from rbcflow.frontend.footprints import centroid_half_for
+from rbcflow.frontend.stream import detect_stream, prefetch  # noqa: F401 (re-exported)
 from rbcflow.frontend.tracking import Linker, link_iter
 from rbcflow.frontend.tracks import Track, track_row, tracks_to_tables
 from rbcflow.io.base import VideoReader
 from rbcflow.schema import FRAME_STATS, MIN_TRACK_LENGTH, validate
-
-_PROGRESS_EVERY = 8
 
 
 @dataclass
@@ -90,6 +86,8 @@ class FrontEndResult:
     cell_area : float
         Footprint area of one cell (:func:`one_cell_area` of the calibration frames'
         detections), pixels: the reference of the tracks' ``size_ratio``.
+    n_joins : int
+        Fragments joined to an ended track (:mod:`rbcflow.frontend.joining`).
     """
 
     positions: pd.DataFrame
@@ -105,6 +103,7 @@ class FrontEndResult:
     threshold: float = math.nan
     noise: float = math.nan
     cell_area: float = math.nan
+    n_joins: int = 0
 
 
 def progress_total(reader: VideoReader, cfg: FrontEndConfig | None = None) -> int:
@@ -112,61 +111,6 @@ def progress_total(reader: VideoReader, cfg: FrontEndConfig | None = None) -> in
     cfg = cfg or FrontEndConfig()
     n = len(reader)
     return min(n, samples_that_fit(reader, cfg.background)) + n
-
-
-class _Failed:
-    def __init__(self, exc: BaseException):
-        self.exc = exc
-
-
-_END = object()
-
-
-def prefetch(items: Iterable, depth: int = 8) -> Iterator:
-    """Iterate ``items`` in a background thread, up to ``depth`` items ahead.
-
-    Exceptions of the producer are re-raised in the consumer; closing the generator early stops
-    the producer.
-    """
-    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    return
-            put(_END)
-        except BaseException as exc:  # handed to the consumer, who re-raises it
-            put(_Failed(exc))
-
-    thread = threading.Thread(target=work, name="rbcflow-decode", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _END:
-                return
-            if isinstance(item, _Failed):
-                raise item.exc
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():
-            try:
-                q.get(timeout=0.05)
-            except queue.Empty:
-                pass
-        thread.join()
 
 
 def run_frontend(
@@ -188,7 +132,8 @@ def run_frontend(
         ``progress(n)``: ``n`` more frames done (see the module docstring; the total is
         :func:`progress_total`).
     on_track : callable, optional
-        ``on_track(row, crops)`` for each kept track as soon as it ends: ``row`` its TRACKS row
+        ``on_track(row, crops)`` for each kept track once it ends (and its join window,
+        ``cfg.tracking.join_window`` frames, has passed): ``row`` its TRACKS row
         (dict), ``crops`` its ``(T, 31, 31)`` uint8 crops, raw intensities, centred on the
         positions of ``positions`` for that track. The row's acquisition-relative
         ``contrast_rel`` and ``sharpness_rel`` are NaN there (known once all tracks are: the
@@ -242,12 +187,16 @@ def run_frontend(
     warns.extend(cal.warnings)
     detector = cal.detector
     cutter = CropCutter(background, size=cfg.crops.size, scale=cal.scale, gain=cal.gain)
+    # The last frames, for the crops of the frames that joining two fragments fills in.
+    recent: dict[int, np.ndarray] = {}
+    keep_frames = cfg.tracking.max_gap + max(cfg.tracking.join_window, 0) + 2
     linker = Linker(
         background,
         cfg.tracking,
         template_half=centroid_half_for(cal.size),
         min_separation=max(4.0, 0.6 * cal.size),
         crop_reach=cutter.reach,
+        fill=lambda i, x, y: cutter(recent[i], x, y),
     )
     row_args = {
         "rows": reader.shape[0],
@@ -288,6 +237,9 @@ def run_frontend(
     def linked(stream: Iterator[tuple[np.ndarray, Coarse, np.ndarray]]):
         # What the linker takes, and the per-frame side table on the way.
         for frame, coarse, xy in stream:
+            t = len(mean_intensity)
+            recent[t] = frame
+            recent.pop(t - keep_frames, None)
             mean_intensity.append(coarse.mean)
             n_detections.append(len(xy))
             yield frame, xy, coarse.mass
@@ -345,53 +297,5 @@ def run_frontend(
         threshold=float(detector.threshold),
         noise=float(detector.noise),
         cell_area=cal.cell_area,
+        n_joins=linker.n_joins,
     )
-
-
-def detect_stream(
-    frames: Iterable[np.ndarray],
-    detector: FrameDetector,
-    cfg: FrontEndConfig,
-    *,
-    clock: dict[str, float] | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> Iterator[tuple[np.ndarray, Coarse, np.ndarray]]:
-    """The frames with their detections, in order: ``(frame, coarse, xy)``.
-
-    A reading thread (:func:`prefetch`, ``cfg.queue_frames`` ahead) decodes and also runs the
-    first, OpenCV-bound half of the detection (:meth:`FrameDetector.coarse`); this generator
-    refines the detections of ``cfg.batch_frames`` frames at once
-    (:meth:`FrameDetector.refine_many`: a fixed number of numpy calls per batch). ``clock``
-    gets the seconds spent waiting for the reading thread (``wait_decode``) and refining
-    (``detection``); ``progress(n)`` is called once a batch's frames have all been taken
-    (every :data:`_PROGRESS_EVERY` frames or more) and at the end. Close the generator to stop
-    the reading thread early.
-    """
-    clock = {} if clock is None else clock
-    clock.setdefault("wait_decode", 0.0)
-    clock.setdefault("detection", 0.0)
-    pending = 0
-    stream = prefetch(((f, detector.coarse(f)) for f in frames), cfg.queue_frames)
-    try:
-        while True:
-            s0 = time.perf_counter()
-            batch = list(itertools.islice(stream, max(1, cfg.batch_frames)))
-            s1 = time.perf_counter()
-            clock["wait_decode"] += s1 - s0
-            if not batch:
-                break
-            frames_ = [f for f, _ in batch]
-            coarses = [c for _, c in batch]
-            found = detector.refine_many(frames_, coarses)
-            clock["detection"] += time.perf_counter() - s1
-            del batch
-            yield from zip(frames_, coarses, found, strict=True)
-            pending += len(frames_)
-            del frames_, coarses, found
-            if progress is not None and pending >= _PROGRESS_EVERY:
-                progress(pending)
-                pending = 0
-    finally:
-        stream.close()
-    if progress is not None and pending:
-        progress(pending)

@@ -16,6 +16,7 @@ def score_tracks(
     max_distance: float = 3.0,
     min_overlap: int = 3,
     min_true_frames: int = 6,
+    whole_share: float = 0.8,
 ) -> dict:
     """Compare found tracks with true ones (synthetic ground truth).
 
@@ -46,8 +47,15 @@ def score_tracks(
         true tracks' frames covered by a matched found track), ``fragmentation`` (found tracks
         per recalled true track), ``n_true``, ``n_found``, ``n_false``, ``missed`` (ids of
         counted true tracks not recalled), ``false_ids`` (ids of found tracks matching none),
-        ``pairs`` (found id -> true id).
+        ``pairs`` (found id -> true id); and the figures of issue 12: ``recall_whole``
+        (fraction of counted true tracks of which one found track covers at least
+        ``whole_share`` of the frames: a track split in two is not recalled whole),
+        ``recall_reliable`` and ``recall_reliable_whole`` (the same over true tracks with a
+        reliable label, 0 or 1, when ``truth`` has a ``label`` column; else NaN),
+        ``fragment_rate`` (fraction of counted true tracks matched by two or more found
+        tracks) and ``false_per_true`` (false found tracks over counted true tracks).
     """
+    labels = truth.groupby("track_id")["label"].first() if "label" in truth.columns else None
     truth = truth[["track_id", "frame", "x", "y"]]
     found = positions[["track_id", "frame", "x", "y"]]
     merged = found.merge(truth, on="frame", suffixes=("_f", "_t"))
@@ -69,7 +77,27 @@ def score_tracks(
     covered = matched[matched.track_id_t.isin(counted)].drop_duplicates(["track_id_t", "frame"])
     n_true_frames = int(true_len[true_len.index.isin(counted)].sum())
     n_rec = len(recalled)
+    # One found track covering most of a true track's frames (within max_distance).
+    close = matched[matched.d <= max_distance].groupby(["track_id_f", "track_id_t"]).size()
+    share = close.groupby(level="track_id_t").max() / true_len.reindex(
+        close.groupby(level="track_id_t").max().index
+    )
+    whole = counted & set(share[share >= whole_share].index.astype(int))
+    per_true = pd.Series(list(pairs.values()), dtype=np.int64).value_counts()
+    fragmented = counted & set(per_true[per_true >= 2].index.astype(int))
+    reliable = (
+        counted & set(labels[labels.isin([0, 1])].index.astype(int))
+        if labels is not None
+        else set()
+    )
+    nan = float("nan")
     return {
+        "recall_whole": len(whole) / len(counted) if counted else nan,
+        "recall_reliable": len(reliable & recalled) / len(reliable) if reliable else nan,
+        "recall_reliable_whole": len(reliable & whole) / len(reliable) if reliable else nan,
+        "fragment_rate": len(fragmented) / len(counted) if counted else nan,
+        "false_per_true": len(false_ids) / len(counted) if counted else nan,
+        "n_reliable": len(reliable),
         "recall": n_rec / len(counted) if counted else float("nan"),
         "false_rate": len(false_ids) / len(found_ids) if found_ids else 0.0,
         "median_error": float(matched.d.median()) if len(matched) else float("nan"),

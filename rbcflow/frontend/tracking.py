@@ -13,8 +13,11 @@ alone): ``x = w * centroid + (1 - w) * (x_prev + shift)``. A steady centre
 matters for the crops: the classifier reads shape changes, not jitter.
 
 A track with no detection for a frame keeps going on the correlation (or its prediction) for up
-to ``max_gap`` frames; it ends when its prediction leaves the field or it stays lost longer.
-Trailing undetected frames are removed; tracks shorter than ``min_length`` are dropped. A track
+to ``max_gap`` frames (gap closing: those frames are ``detected`` False); it ends when its
+prediction leaves the field or it stays lost longer. Trailing undetected frames are removed; an
+ended track is then held ``join_window`` frames for a fragment of the same cell
+(:mod:`rbcflow.frontend.joining`, counted in :attr:`Linker.n_joins`) before it is released;
+tracks shorter than ``min_length`` are dropped. A track
 is flagged ``interference`` when another object comes closer than ``interference_distance``,
 and records per frame whether another detection lies in its crop window
 (:attr:`~rbcflow.frontend.tracks.Track.neighbours`, the TRACKS column ``neighbour_frames``).
@@ -38,6 +41,7 @@ from scipy.optimize import linear_sum_assignment
 
 from rbcflow.config import TrackingConfig
 from rbcflow.frontend.correlation import correlation_shifts
+from rbcflow.frontend.joining import join_ended, revive
 from rbcflow.frontend.tracks import Track
 
 _INFEASIBLE = 1e9
@@ -61,6 +65,10 @@ class Linker:
         :attr:`rbcflow.frontend.crops.CropCutter.reach`): another detection whose centre lies
         within ``crop_reach + r`` of the track's position along both x and y (``r`` its
         radius, ``sqrt(area / pi)``, 0 when its area is unknown) is in the track's crop.
+    fill : callable, optional
+        ``fill(frame, x, y)``: the payload item (the front end: a crop) of a frame that
+        joining two fragments fills in (:func:`rbcflow.frontend.joining.merge_tracks`); it is
+        called at most ``max_gap + join_window + 1`` frames after that frame.
 
     Examples
     --------
@@ -82,8 +90,12 @@ class Linker:
         template_half: int = 8,
         min_separation: float = 6.0,
         crop_reach: float = 15.0,
+        fill=None,
     ):
         self.cfg = cfg or TrackingConfig()
+        self.fill = fill
+        self.pending: list[Track] = []  # ended, held for join_window frames (joining)
+        self.n_joins = 0
         self.background = np.asarray(background, dtype=np.float32)
         self.rows, self.cols = self.background.shape
         self.half = int(template_half)
@@ -219,9 +231,11 @@ class Linker:
                 axis=1
             )
             taken |= near < self.min_separation
+        ended, left = self._join_ended(ended, still)
         for j in np.flatnonzero(~taken):
             tr = Track()
             tr.append(t, float(xy[j, 0]), float(xy[j, 1]), True, float(area[j]))
+            tr = self._revive(tr)
             still.append(tr)
             own.append(int(j))
         self.active = still
@@ -230,9 +244,30 @@ class Linker:
         if speeds:
             self.prior_vx = float(np.median(speeds))
         self.prev_frame, self.prev_index = frame, t
-        done = self._close(ended)
+        # Ended tracks wait join_window frames for a fragment of the same cell (those that
+        # left the field cannot come back); the rest are released.
+        window = max(int(cfg.join_window), 0)
+        self.pending += ended
+        release = [a for a in self.pending if t - a.frames[-1] >= window]
+        self.pending = [a for a in self.pending if t - a.frames[-1] < window]
+        done = self._close(left + release)
         self.seconds += time.perf_counter() - start
         return done
+
+    # -- fragment joining (rbcflow.frontend.joining) -------------------------------------------
+    def _join_ended(self, ended: list[Track], still: list[Track]) -> tuple[list, list]:
+        """:func:`~rbcflow.frontend.joining.join_ended` for the tracks ended at this step."""
+        hold, left, n = join_ended(
+            ended, still, self.cfg, (self.rows, self.cols), (self.prev_index or 0) + 1, self.fill
+        )
+        self.n_joins += n
+        return hold, left
+
+    def _revive(self, b: Track) -> Track:
+        """:func:`~rbcflow.frontend.joining.revive` for a new one-frame track."""
+        tr = revive(self.pending, b, self.cfg, self.fill)
+        self.n_joins += tr is not b
+        return tr
 
     def _flag_interference(self, xy: np.ndarray, own: list[int], area: np.ndarray) -> None:
         """Flag tracks with another object (track or detection) within the distance, and
@@ -271,6 +306,9 @@ class Linker:
         kept = []
         for tr in ended:
             tr.trim()
+            if not tr.frames:
+                self.n_dropped += 1
+                continue
             if len(tr) >= self.cfg.min_length:
                 self.n_finished += 1
                 tr.track_id = self.n_finished
@@ -280,9 +318,10 @@ class Linker:
         return kept
 
     def finish(self) -> list[Track]:
-        """End every active track (end of the video); returns the kept ones."""
+        """End every active and held track (end of the video); returns the kept ones."""
         ended, self.active = self.active, []
-        return self._close(ended)
+        held, self.pending = self.pending, []
+        return self._close(held + ended)
 
 
 def link_iter(

@@ -57,6 +57,8 @@ class Track:
     neighbours : list of bool
         Per frame: another detection lay in the track's crop window (set by the linker; see
         :meth:`rbcflow.frontend.tracking.Linker.step`).
+    joins : int
+        Fragments joined into this track (:mod:`rbcflow.frontend.joining`).
     """
 
     frames: list[int] = field(default_factory=list)
@@ -71,6 +73,7 @@ class Track:
     track_id: int = 0
     payload: list[Any] = field(default_factory=list)
     neighbours: list[bool] = field(default_factory=list)
+    joins: int = 0
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -369,6 +372,9 @@ def tracks_to_tables(
         else np.zeros(0, np.int64),
         "x": np.concatenate([np.asarray(tr.xs) for tr in tracks]) if tracks else np.zeros(0),
         "y": np.concatenate([np.asarray(tr.ys) for tr in tracks]) if tracks else np.zeros(0),
+        "detected": np.concatenate([np.asarray(tr.detected, bool) for tr in tracks])
+        if tracks
+        else np.zeros(0, bool),
     }
     positions = validate(pd.DataFrame(pos), POSITIONS, "positions")
     positions = positions.sort_values(["track_id", "frame"], kind="stable", ignore_index=True)

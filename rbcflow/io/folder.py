@@ -9,9 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from rbcflow.errors import VideoReadError
+from rbcflow.io.avi.opencv import _quiet_opencv
 from rbcflow.io.base import VideoReader
 from rbcflow.io.fps import DEFAULT_FPS, resolve_fps
-from rbcflow.io.tiff import SUPPORTED_DTYPES, to_gray
+from rbcflow.io.limits import FrameLimitError, check_frame_size, image_header
+from rbcflow.io.tiff import SUPPORTED_DTYPES, check_page_size, to_gray
+from rbcflow.run_settings import InputLimits
 
 FRAME_EXTENSIONS: tuple[str, ...] = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 """Extensions (lower case, with the dot) of single-image frame files."""
@@ -38,8 +41,21 @@ def natural_key(name: str) -> tuple:
     return key + ((-1, 0, suffix.casefold()), (2, 0, name))
 
 
+def _is_regular(entry: os.DirEntry) -> bool:
+    """True for a regular file (or a link to one); False for links that loop or point nowhere,
+    FIFOs, devices and sockets, which are never opened."""
+    try:
+        return entry.is_file()
+    except OSError:  # a link that loops (ELOOP), an unreadable entry
+        return False
+
+
 def list_frame_files(folder: str | os.PathLike) -> list[Path]:
-    """Visible image files of ``folder`` (see :data:`FRAME_EXTENSIONS`), natural order."""
+    """Visible image files of ``folder`` (see :data:`FRAME_EXTENSIONS`), natural order.
+
+    Only regular files: a symbolic link that loops or points nowhere, a FIFO, device or
+    socket with an image name is left out (discovery lists it in the skipped list).
+    """
     folder = Path(folder)
     with os.scandir(folder) as entries:
         files = [
@@ -47,35 +63,50 @@ def list_frame_files(folder: str | os.PathLike) -> list[Path]:
             for e in entries
             if not e.name.startswith(".")
             and os.path.splitext(e.name)[1].lower() in FRAME_EXTENSIONS
-            and e.is_file()
+            and _is_regular(e)
         ]
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
-def read_image(path: Path) -> np.ndarray:
+def read_image(path: Path, limits: InputLimits | None = None) -> np.ndarray:
     """One image file as a 2-D uint8/uint16 grayscale frame.
 
     TIFF through tifffile (first page), other formats through ``cv2.imdecode`` on the file's
-    bytes (which, unlike ``cv2.imread``, takes any file name on every platform).
+    bytes (which, unlike ``cv2.imread``, takes any file name on every platform). The size the
+    file's header declares is checked against ``limits`` before decoding
+    (:func:`rbcflow.io.limits.check_frame_size`).
 
     Raises
     ------
     VideoReadError
-        If the file cannot be decoded or holds samples other than 8-/16-bit unsigned.
+        If the file cannot be decoded, declares a frame over the limits, or holds samples
+        other than 8-/16-bit unsigned.
     """
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            data = tifffile.imread(path, key=0)
+            data = _read_tiff_frame(path, limits)
             order = "RGB"
         else:
             import cv2
 
+            lim = limits or InputLimits()
+            if path.stat().st_size > (2 * lim.max_frame_mib + 1) * 2**20:
+                raise FrameLimitError(
+                    f"image file of {path.stat().st_size / 2**20:.0f} MiB: larger than any frame "
+                    f"rbcflow reads ({lim.max_frame_mib} MiB decoded)",
+                    path,
+                )
             raw = np.fromfile(path, np.uint8)
-            data = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
+            if not raw.size:
+                raise VideoReadError("empty image file", path)
+            header = image_header(memoryview(raw))
+            if header is None:
+                raise VideoReadError("not a readable image (no PNG, JPEG or BMP header)", path)
+            check_frame_size(path, *header, limits=limits, what="image")
+            with _quiet_opencv(cv2):  # its warnings on damaged files are ours to report
+                data = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
             if data is None:
-                raise VideoReadError("not a readable image", path)
+                raise VideoReadError("not a readable image (damaged)", path)
             order = "BGR"
     except VideoReadError:
         raise
@@ -85,8 +116,11 @@ def read_image(path: Path) -> np.ndarray:
             "TIFF, OpenCV for PNG/JPEG/BMP)",
             path,
         ) from None
-    except Exception as exc:  # decoders raise many types on malformed files
-        raise VideoReadError(f"not a readable image ({type(exc).__name__}: {exc})", path) from None
+    except OSError as exc:
+        msg = f"cannot be read ({exc.strerror or 'input/output error'})"
+        raise VideoReadError(msg, path) from None
+    except Exception:  # decoders raise many types on malformed files: no library text shown
+        raise VideoReadError("not a readable image (damaged)", path) from None
     while data.ndim > 2 and data.shape[0] == 1:
         data = data[0]
     if data.dtype not in SUPPORTED_DTYPES:
@@ -100,6 +134,16 @@ def read_image(path: Path) -> np.ndarray:
     if 0 in frame.shape:
         raise VideoReadError("empty image", path)
     return np.ascontiguousarray(frame)
+
+
+def _read_tiff_frame(path: Path, limits: InputLimits | None) -> np.ndarray:
+    """Page 0 of a TIFF file, its declared size checked before it is decoded."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        check_page_size(path, page, limits)
+        return page.asarray()
 
 
 class FolderReader(VideoReader):
@@ -116,6 +160,9 @@ class FolderReader(VideoReader):
         Rate used when ``fps`` is None.
     files : list of Path, optional
         The frame files, in order (default: :func:`list_frame_files`).
+    limits : InputLimits, optional
+        Frame-size bounds checked on each file's header before decoding (default
+        :class:`rbcflow.run_settings.InputLimits`).
 
     All frames must share the first frame's shape and dtype; this is checked as each frame is
     read (a mismatch raises :class:`VideoReadError` naming the file and both shapes), so that
@@ -128,9 +175,11 @@ class FolderReader(VideoReader):
         fps: float | None = None,
         default_fps: float = DEFAULT_FPS,
         files: list[Path] | None = None,
+        limits: InputLimits | None = None,
     ):
         super().__init__()
         self.source = Path(path)
+        self._limits = limits
         try:
             self._files = list(files) if files is not None else list_frame_files(self.source)
         except OSError as exc:
@@ -140,7 +189,7 @@ class FolderReader(VideoReader):
                 f"folder holds no image frames (expected {', '.join(FRAME_EXTENSIONS)})",
                 self.source,
             )
-        first = read_image(self._files[0])
+        first = read_image(self._files[0], self._limits)
         self.shape = (int(first.shape[0]), int(first.shape[1]))
         self.dtype = first.dtype
         resolve_fps(self, None, fps, default_fps)
@@ -158,7 +207,7 @@ class FolderReader(VideoReader):
         if self._closed:
             raise VideoReadError("reader is closed", self.source)
         path = self._files[i]
-        frame = read_image(path)
+        frame = read_image(path, self._limits)
         if frame.shape != self.shape or frame.dtype != self.dtype:
             raise VideoReadError(
                 f"frame {i} is {frame.shape[1]}x{frame.shape[0]} {frame.dtype}, but frame 0 "

@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rbcflow.config import OutputConfig
 from rbcflow.errors import OutputError
 from rbcflow.io.discover import acquisition_name
 from rbcflow.io.outputs import write_text_atomic
+from rbcflow.run_settings import OutputConfig
 
 SOURCE_MARKER = ".source"
 """File in an acquisition's output folder holding the absolute path of its source."""
@@ -91,21 +91,29 @@ def claim_output(out_dir: Path, source: Path) -> Path:
     """The folder of ``out_dir`` that holds ``source``'s results (created and marked if new).
 
     ``NAME``, else ``NAME-2``, ``NAME-3``...: the first that is free or already belongs to the
-    same source (by absolute path, in the ``.source`` marker).
+    same source (by absolute path, in the ``.source`` marker). A file, a link or an unlistable
+    folder in the way is passed over. Call it under :func:`output_lock` when other runs may
+    write into ``out_dir`` (two of them could otherwise claim one free name together).
     """
     base = safe_folder_name(acquisition_name(source))
     key = str(source.absolute())
     for i in range(1, 10_000):
         folder = out_dir / (base if i == 1 else f"{base}-{i}")
         marker = folder / SOURCE_MARKER
-        if folder.exists():
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir() or folder.is_symlink():
+                continue  # a file or a link in the way: never write through it
             try:
                 owner = marker.read_text(encoding="utf-8").strip()
-            except OSError:
+            except (OSError, UnicodeDecodeError):
                 owner = None
             if owner == key:
                 return folder
-            if owner is not None or any(folder.iterdir()):
+            try:
+                used = owner is not None or any(folder.iterdir())
+            except OSError:
+                used = True  # unlistable: not ours to use
+            if used:
                 continue  # another input's results (or something else): never reuse it
         try:
             folder.mkdir(parents=True, exist_ok=True)

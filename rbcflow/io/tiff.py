@@ -23,6 +23,8 @@ import numpy as np
 from rbcflow.errors import VideoReadError
 from rbcflow.io.base import VideoReader
 from rbcflow.io.fps import DEFAULT_FPS, resolve_fps
+from rbcflow.io.limits import FrameLimitError, check_frame_size, jpeg_declared_sizes
+from rbcflow.run_settings import InputLimits
 
 SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
 _MAX_WARNINGS = 20
@@ -65,6 +67,80 @@ def to_gray(image: np.ndarray, order: str = "RGB") -> np.ndarray:
     raise ValueError(f"image with {channels} channels is not grayscale, RGB or RGBA")
 
 
+BOUNDED_COMPRESSIONS = {1: "none", 5: "LZW", 7: "JPEG", 8: "Deflate", 32946: "Deflate"}
+BOUNDED_COMPRESSIONS.update({32773: "PackBits", 50000: "zstd"})
+"""TIFF compressions read (code: name): their decoders write into a buffer of the page's
+declared size (tifffile passes it to imagecodecs), so no page can take more memory than its
+header declares; JPEG strips are checked first (their own headers declare a size). Others
+(JPEG 2000, WebP, JPEG XL, ...) decode to whatever their own streams declare: refused."""
+_JPEG_COMPRESSIONS = (7,)
+
+
+def check_page_size(source, page, limits: InputLimits | None = None, i: int = 0) -> None:
+    """Refuse a TIFF page whose declared size exceeds ``limits``, before it is decoded.
+
+    Also refused: a compression outside :data:`BOUNDED_COMPRESSIONS`, and a JPEG strip or
+    tile whose own header declares a larger image than the page's segment.
+
+    Raises
+    ------
+    FrameLimitError
+        See :func:`rbcflow.io.limits.check_frame_size`.
+    VideoReadError
+        For a compression rbcflow does not read.
+    """
+    rows = int(getattr(page, "imagelength", 0) or 0) * max(1, int(page.imagedepth or 1))
+    cols = int(getattr(page, "imagewidth", 0) or 0)
+    bits = page.bitspersample
+    bits = max(bits) if isinstance(bits, tuple) else int(bits or 8)
+    check_frame_size(
+        source, rows, cols, int(page.samplesperpixel or 1), (bits + 7) // 8, limits, f"page {i}"
+    )
+    code = int(page.compression)
+    if code not in BOUNDED_COMPRESSIONS:
+        name = getattr(page.compression, "name", str(code))
+        raise VideoReadError(
+            f"page {i} is compressed with {name}, which rbcflow does not read (it reads "
+            f"{', '.join(sorted(set(BOUNDED_COMPRESSIONS.values())))})",
+            source,
+        )
+    if code in _JPEG_COMPRESSIONS:
+        _check_jpeg_segments(source, page, i)
+
+
+def _check_jpeg_segments(source, page, i: int) -> None:
+    """Refuse JPEG strips/tiles whose headers declare more than the page's segment shape."""
+    tall = max(int(page.imagelength), int(page.tilelength or 0))  # tiles may overhang
+    wide = max(int(page.imagewidth), int(page.tilewidth or 0))
+    fh = page.parent.filehandle
+    for offset, count in zip(page.dataoffsets, page.databytecounts, strict=False):
+        if not count:
+            continue
+        fh.seek(int(offset))
+        head = fh.read(min(int(count), 1 << 16))
+        for rows, cols in jpeg_declared_sizes(head):
+            if rows > tall or cols > wide:
+                raise FrameLimitError(
+                    f"page {i}: a JPEG strip declares {cols}x{rows} pixels in a page of "
+                    f"{page.imagewidth}x{page.imagelength} (damaged)",
+                    source,
+                )
+
+
+def _page_failure(i: int, page, exc: BaseException) -> str:
+    """rbcflow's words for a page tifffile could not decode (no library text)."""
+    text = str(exc)
+    if isinstance(exc, MemoryError):
+        return f"page {i} cannot be read (not enough memory)"
+    compression = getattr(getattr(page, "compression", None), "name", None)
+    if "imagecodecs" in text or "codec" in text.lower():
+        return (
+            f"page {i} is compressed with {compression or 'an unknown scheme'}, which this "
+            "installation cannot decode"
+        )
+    return f"page {i} cannot be read (damaged or unsupported data)"
+
+
 class _TiffLog(logging.Handler):
     """Collects tifffile's log records (it logs, rather than raises, on many damages)."""
 
@@ -98,6 +174,9 @@ class TiffReader(VideoReader):
     default_fps : float
         Rate used, with a warning, when the file has none: ImageJ's ``finterval`` (s) or
         ``fps``, or OME's ``TimeIncrement`` are looked for.
+    limits : InputLimits, optional
+        Page-size bounds, checked on each page's header before it is decoded (default
+        :class:`rbcflow.run_settings.InputLimits`).
 
     Frames are ``(rows, cols)`` arrays of the pages' type (uint8 or uint16). Only page 0 is
     decoded when the reader is made; a later page that cannot be decoded, or differs in size or
@@ -105,11 +184,16 @@ class TiffReader(VideoReader):
     """
 
     def __init__(
-        self, path: str | os.PathLike, fps: float | None = None, default_fps: float = DEFAULT_FPS
+        self,
+        path: str | os.PathLike,
+        fps: float | None = None,
+        default_fps: float = DEFAULT_FPS,
+        limits: InputLimits | None = None,
     ):
         super().__init__()
         tifffile = _import_tifffile()
         self.source = Path(path)
+        self._limits = limits
         self._tif = None
         self._contiguous: tuple[int, int] | None = None  # (offset of frame 0, bytes per frame)
         with self._captured():
@@ -122,7 +206,7 @@ class TiffReader(VideoReader):
                 raise
             except Exception as exc:  # tifffile raises many types on malformed files
                 self.close()
-                raise VideoReadError(f"not a readable TIFF ({_short(exc)})", self.source) from None
+                raise VideoReadError(_open_failure(exc), self.source) from None
         if n == 0:
             self.close()
             raise VideoReadError("TIFF without any page", self.source)
@@ -215,15 +299,19 @@ class TiffReader(VideoReader):
             try:
                 if self._contiguous is not None:
                     return self._read_contiguous(i)
+                page = None
                 page = self._tif.pages[i]
+                check_page_size(self.source, page, self._limits, i)
                 data = page.asarray()
                 axes = getattr(page, "axes", "")
             except VideoReadError:
                 raise
-            except Exception as exc:
-                raise VideoReadError(
-                    f"page {i} cannot be read ({_short(exc)})", self.source
-                ) from None
+            except Exception as exc:  # no library text in the message
+                if page is None:
+                    msg = f"page {i} cannot be read (damaged page directory)"
+                else:
+                    msg = _page_failure(i, page, exc)
+                raise VideoReadError(msg, self.source) from None
         frame = self._to_frame(i, data, axes)
         if hasattr(self, "shape") and (frame.shape != self.shape or frame.dtype != self.dtype):
             raise VideoReadError(
@@ -278,8 +366,12 @@ class TiffReader(VideoReader):
         self.close()
 
 
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    if len(text) > 160:
-        text = text[:157] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+def _open_failure(exc: BaseException) -> str:
+    """rbcflow's words for a file tifffile could not open (no library text)."""
+    if isinstance(exc, OSError) and not type(exc).__name__.startswith("Tiff"):
+        return f"cannot be read ({exc.strerror or 'input/output error'})"
+    if "not a TIFF" in str(exc) or "invalid TIFF" in str(exc):
+        return "not a TIFF file (no TIFF header)"
+    if isinstance(exc, MemoryError):
+        return "not a readable TIFF (its structure declares more than fits in memory)"
+    return "not a readable TIFF (damaged structure)"

@@ -30,7 +30,7 @@ PASS_REASON = "every verdict rule holds"
 _EPS = 1e-9  # a value equal to a threshold (up to float rounding) does not cross it
 
 
-def _number(x: Any) -> float | None:
+def finite_number(x: Any) -> float | None:
     """``x`` as a finite float, or None when missing, NaN or not a number."""
     if x is None or isinstance(x, bool):
         return None
@@ -56,7 +56,7 @@ def _counting_half_width(row: Mapping[str, Any]) -> float | None:
     """Half-width of the Wilson interval of the plain count (counting error alone), if known."""
     from rbcflow.classify.labels import wilson_interval
 
-    tt, fl = _number(row.get("tank_treading")), _number(row.get("flipping"))
+    tt, fl = finite_number(row.get("tank_treading")), finite_number(row.get("flipping"))
     if tt is None or fl is None or tt + fl <= 0:
         return None
     lo, hi = wilson_interval(int(tt), int(tt + fl))
@@ -64,14 +64,14 @@ def _counting_half_width(row: Mapping[str, Any]) -> float | None:
 
 
 def _fraction_rules(row: Mapping[str, Any], cfg: VerdictConfig) -> list[tuple[str, str]]:
-    frac = _number(row.get("tank_treading_fraction"))
+    frac = finite_number(row.get("tank_treading_fraction"))
     if frac is None:
-        n = _number(row.get("tracks"))
+        n = finite_number(row.get("tracks"))
         among = f" among {n:.0f} tracks" if n is not None else ""
         return [("fail", f"no reliable track{among}: there is no fraction to report")]
     out = []
-    lo, hi = _number(row.get("ci_low")), _number(row.get("ci_high"))
-    n_rel = _number(row.get("reliable"))
+    lo, hi = finite_number(row.get("ci_low")), finite_number(row.get("ci_high"))
+    n_rel = finite_number(row.get("reliable"))
     if lo is not None and hi is not None:
         half = (hi - lo) / 2
         if half > cfg.max_ci_half_width + _EPS:
@@ -93,7 +93,7 @@ def _fraction_rules(row: Mapping[str, Any], cfg: VerdictConfig) -> list[tuple[st
                     f"than +/-{cfg.max_ci_half_width:g}"
                 )
             out.append(("check", reason))
-    leaked = _number(row.get("estimated_leaked"))
+    leaked = finite_number(row.get("estimated_leaked"))
     if leaked is not None and n_rel:
         share = leaked / n_rel
         level = (
@@ -122,8 +122,8 @@ def _outside(value: float, bounds: tuple[float, float]) -> bool:
 
 def _frontend_rules(frontend: Mapping[str, Any], cfg: VerdictConfig) -> list[tuple[str, str]]:
     out = []
-    diameter = _number(frontend.get("cell_diameter_px"))
-    scale = _number(frontend.get("scale"))
+    diameter = finite_number(frontend.get("cell_diameter_px"))
+    scale = finite_number(frontend.get("scale"))
     if diameter is None or scale is None or scale <= 0:
         out.append(("check", "scale uncertain: the cell size could not be measured on this video"))
     else:
@@ -148,7 +148,7 @@ def _frontend_rules(frontend: Mapping[str, Any], cfg: VerdictConfig) -> list[tup
                 "videos; compare with a run at your magnification's --scale",
             )
         )
-    contrast = _number(frontend.get("contrast"))
+    contrast = finite_number(frontend.get("contrast"))
     if contrast is not None:
         lo, hi = cfg.contrast_range
         if _outside(contrast, cfg.contrast_range):

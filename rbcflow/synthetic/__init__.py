@@ -42,7 +42,7 @@ Examples
 """
 
 from rbcflow.synthetic.composite import composite_video
-from rbcflow.synthetic.params import UNRELIABLE_KINDS, SynthConfig
+from rbcflow.synthetic.params import PRESETS, UNRELIABLE_KINDS, SynthConfig, preset_config
 from rbcflow.synthetic.render import SyntheticAcquisition, render_acquisition, true_fraction
 from rbcflow.synthetic.write import (
     AVI_CODECS,
@@ -57,11 +57,13 @@ from rbcflow.synthetic.write import (
 __all__ = [
     "AVI_CODECS",
     "FORMATS",
+    "PRESETS",
     "UNRELIABLE_KINDS",
     "SynthConfig",
     "SyntheticAcquisition",
     "composite_video",
     "guess_format",
+    "preset_config",
     "render_acquisition",
     "true_fraction",
     "truth_paths",

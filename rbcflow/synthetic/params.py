@@ -32,6 +32,9 @@ class SynthConfig:
         y_drift : largest drift across the flow, pixels/frame (uniform in +-y_drift).
         min_separation : minimum centre distance between two cells (plus their extent), pixels;
             cells are placed on lanes that never come closer (overlap tracks excepted).
+        closest_approach : None (the lanes rule above), or the smallest centre-to-centre
+            distance at which a cell may pass another (a faster cell overtaking a slower one on
+            a nearby lane), pixels: crowded recordings with near passes.
         tt_fraction : fraction of tank-treading cells among reliable ones.
         unreliable_fraction : fraction of unreliable tracks (label 2).
         unreliable_kinds, unreliable_weights : kinds of unreliable track and their odds.
@@ -48,6 +51,12 @@ class SynthConfig:
         pattern : standard deviation of the smooth fixed illumination pattern, grey levels.
         drift : relative amplitude of the slow illumination drift (0.02 = +-2 %).
         drift_period_s : period of that drift, seconds.
+        flicker : frame-to-frame lamp flicker, grey levels at the mean background level (the
+            standard deviation of an independent per-frame illumination gain; 0: none).
+        dropout_rate : per cell and frame, the odds that a faint episode starts (a cell that
+            briefly loses its contrast: the dropouts a detector misses; 0: none).
+        dropout_frames : range of the length of a faint episode, frames (inclusive).
+        dropout_contrast : the cell's contrast during a faint episode, relative to its own.
         debris_per_mpx : static debris specks per megapixel.
         noise_std : camera noise, grey levels (Gaussian, per-pixel standard deviation;
             independent between frames).
@@ -69,6 +78,7 @@ class SynthConfig:
     position_jitter: float = 0.1
     y_drift: float = 0.005
     min_separation: float = 20.0
+    closest_approach: float | None = None
     tt_fraction: float = 0.8
     unreliable_fraction: float = 0.5
     unreliable_kinds: tuple[str, ...] = UNRELIABLE_KINDS
@@ -84,6 +94,10 @@ class SynthConfig:
     pattern: float = 1.5
     drift: float = 0.02
     drift_period_s: float = 20.0
+    flicker: float = 0.0
+    dropout_rate: float = 0.0
+    dropout_frames: tuple[int, int] = (1, 3)
+    dropout_contrast: float = 0.25
     debris_per_mpx: float = 20.0
     noise_std: float = 1.9
     noise_corr: float = 1.0
@@ -113,5 +127,45 @@ class SynthConfig:
                 f"unreliable_kinds {self.unreliable_kinds} / weights "
                 f"{self.unreliable_weights} do not match {UNRELIABLE_KINDS}"
             )
+        if self.closest_approach is not None and self.closest_approach < 0:
+            problems.append(f"closest_approach {self.closest_approach} < 0")
+        if self.flicker < 0:
+            problems.append(f"flicker {self.flicker} < 0")
+        if not 0.0 <= self.dropout_rate < 1.0:
+            problems.append(f"dropout_rate {self.dropout_rate} is not in [0, 1)")
+        if not 1 <= self.dropout_frames[0] <= self.dropout_frames[1]:
+            problems.append(f"dropout_frames {self.dropout_frames} is not 1 <= min <= max")
         if problems:
             raise RbcflowError("invalid synthetic configuration: " + "; ".join(problems))
+
+
+PRESETS: dict[str, dict] = {
+    "easy": {},
+    "hard": {
+        "cells_in_view": 25.0,
+        "speed": (4.0, 28.0),
+        "closest_approach": 14.0,
+        "flicker": 2.7,
+        "drift": 0.05,
+        "drift_period_s": 8.0,
+        "dropout_rate": 0.02,
+    },
+}
+"""Named sets of :class:`SynthConfig` fields: ``easy`` the defaults (~10 cells in view at 2-8
+px/frame on separate lanes, steady light); ``hard`` a crowded, fast, flickering recording (the
+conditions of issue 12): 25 cells in view at 4-28 px/frame passing down to 14 px centre to
+centre, lamp flicker of 2.7 grey levels, a drift of +-5 % (+-6 grey levels at 120) over 8 s and
+faint episodes of 1-3 frames (about 4 % of cell positions)."""
+
+
+def preset_config(name: str = "easy", **overrides) -> SynthConfig:
+    """The :class:`SynthConfig` of a named preset (:data:`PRESETS`), fields overridden.
+
+    Examples
+    --------
+    >>> preset_config("hard", n_frames=50).cells_in_view
+    25.0
+    """
+    if name not in PRESETS:
+        raise RbcflowError(f"unknown synthetic preset {name!r}; choose from {sorted(PRESETS)}")
+    return SynthConfig(**{**PRESETS[name], **overrides})

@@ -63,6 +63,7 @@ class _Cell:
     extent: float = 0.0  # half-size of the patch to render, px
     x_self: np.ndarray | None = None  # overlap: this cell's own centre (x, y are the pair's)
     y_self: np.ndarray | None = None
+    fade: np.ndarray | None = None  # (T,) contrast factor (faint episodes), None: all 1
 
     def centre(self, k: int) -> tuple[float, float]:
         """Where this cell itself is drawn in its ``k``-th frame."""
@@ -153,20 +154,56 @@ def _lanes_clash(
     ext: float,
     others: list[tuple[float, float, Callable[[float], float], float, float]],
     sep: float,
+    approach: float | None = None,
+    radius: float = 5.0,
 ) -> bool:
-    """Whether a straight track comes closer than ``sep`` (+ extents) to a placed one."""
+    """Whether a straight track comes closer than ``sep`` (+ extents) to a placed one.
+
+    With ``approach`` (centre to centre, pixels), the rule is instead that the centres never
+    come closer than ``approach`` plus what the two extents exceed a cell's radius
+    (``radius``) by: cells may then share nearby lanes and pass each other.
+    """
     for u0, u1, xo_at, yo, exto in others:
         a, b = max(t0, u0), min(t1, u1)
         if a > b:
             continue
-        if abs(y - yo) >= sep + ext + exto:
+        dy = abs(y - yo)
+        limit = (
+            sep + ext + exto
+            if approach is None
+            else approach + max(0.0, ext - radius) + max(0.0, exto - radius)
+        )
+        if dy >= limit:
             continue
         # x difference is linear in time: its smallest |value| is at an end or a crossing.
         da, db = x_at(a) - xo_at(a), x_at(b) - xo_at(b)
         closest = 0.0 if da * db <= 0 else min(abs(da), abs(db))
-        if closest < sep + ext + exto:
+        if math.hypot(closest, dy if approach is not None else 0.0) < limit:
             return True
     return False
+
+
+def _passes(t0: float, t1: float, x_at: Callable[[float], float], other: tuple) -> bool:
+    """Whether a cell in the field from ``t0`` to ``t1`` overtakes (or is overtaken by) a
+    placed one while both are in the field."""
+    u0, u1, xo_at = other[0], other[1], other[2]
+    a, b = max(t0, u0), min(t1, u1)
+    return a < b and (x_at(a) - xo_at(a)) * (x_at(b) - xo_at(b)) < 0
+
+
+def _faint_episodes(rng: np.random.Generator, cfg: SynthConfig, n: int) -> np.ndarray | None:
+    """A cell's contrast factor over its ``n`` frames: 1, with faint episodes (``dropout_*``
+    fields) starting at each frame with odds ``dropout_rate``; None when there are none."""
+    if cfg.dropout_rate <= 0 or n == 0:
+        return None
+    starts = np.flatnonzero(rng.random(n) < cfg.dropout_rate)
+    if starts.size == 0:
+        return None
+    fade = np.ones(n)
+    lo, hi = cfg.dropout_frames
+    for s, k in zip(starts, rng.integers(lo, hi + 1, size=starts.size), strict=True):
+        fade[s : s + int(k)] = cfg.dropout_contrast
+    return fade
 
 
 def _ar1(rng: np.random.Generator, n: int, std: float, rho: float = 0.7) -> np.ndarray:
@@ -244,7 +281,26 @@ def _plan(cfg: SynthConfig, rng: np.random.Generator) -> list[_Cell]:
                 if rows - 2 * margin <= 0:
                     break
                 cand = rng.uniform(margin, rows - margin)
-            if not _lanes_clash(t_arrive, t_exit, x_at, cand, ext, placed, cfg.min_separation):
+                near = [p for p in placed if _passes(t_arrive, t_exit, x_at, p)]
+                if cfg.closest_approach is not None and near and rng.random() < 0.5:
+                    # A near pass: a lane just beyond the closest approach from the lane of a
+                    # cell in view at the same time.
+                    yo = near[int(rng.integers(len(near)))][3]
+                    gap = cfg.closest_approach + rng.uniform(0.0, 6.0)
+                    cand = yo + gap * (1.0 if rng.random() < 0.5 else -1.0)
+                    if not margin <= cand <= rows - margin:
+                        continue
+            if not _lanes_clash(
+                t_arrive,
+                t_exit,
+                x_at,
+                cand,
+                ext,
+                placed,
+                cfg.min_separation,
+                cfg.closest_approach,
+                cfg.cell_diameter / 2 + 2 * cfg.cell_diameter_sd,
+            ):
                 y0 = cand
                 break
         if y0 is None:
@@ -318,6 +374,7 @@ def _plan(cfg: SynthConfig, rng: np.random.Generator) -> list[_Cell]:
             # The cell itself sits on the other side of the midpoint.
             cell.x_self = x - dxo
             cell.y_self = y - dyo
+        cell.fade = _faint_episodes(rng, cfg, n)
         cells.append(cell)
         next_id += 1
     return cells

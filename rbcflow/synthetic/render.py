@@ -60,10 +60,17 @@ class SyntheticAcquisition:
         return np.dtype(np.uint8 if self.config.bit_depth == 8 else np.uint16)
 
     def illumination(self, i: int) -> float:
-        """Relative illumination of frame ``i`` (1 = the mean level)."""
+        """Relative illumination of frame ``i`` (1 = the mean level): the slow drift, times
+        the frame's lamp flicker when ``flicker`` is set (a gain drawn per frame,
+        deterministically from the acquisition's seed and ``i``)."""
         cfg = self.config
         t = i / cfg.fps
-        return 1.0 + cfg.drift * math.sin(2 * np.pi * t / cfg.drift_period_s + self._drift_phase)
+        level = 1.0 + cfg.drift * math.sin(2 * np.pi * t / cfg.drift_period_s + self._drift_phase)
+        if cfg.flicker > 0:
+            mean = float(self._background.mean()) if self._background.size else _REF_LEVEL
+            g = np.random.default_rng([self._noise_seed, i, 1]).standard_normal()
+            level *= 1.0 + cfg.flicker / max(mean, 1.0) * float(g)
+        return level
 
     def background_frame(self, i: int) -> np.ndarray:
         """The illumination of frame ``i`` without cells and noise: (rows, cols) float32, grey
@@ -81,12 +88,13 @@ class SyntheticAcquisition:
             if not cell.f0 <= i < cell.f1:
                 continue
             k = i - cell.f0
+            fade = np.float32(1.0 if cell.fade is None else cell.fade[k])
             parts = [cell] if cell.partner is None else [cell, cell.partner]
             for c in parts:
                 patch = _cell_patch(c, k, *c.centre(k), self.shape)
                 if patch is not None:
                     rs, cs, delta = patch
-                    img[rs, cs] *= 1.0 + delta / np.float32(_REF_LEVEL)
+                    img[rs, cs] *= 1.0 + fade * delta / np.float32(_REF_LEVEL)
         noise = np.random.default_rng([self._noise_seed, i]).standard_normal(
             img.shape, dtype=np.float32
         )

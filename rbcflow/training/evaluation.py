@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rbcflow.classify.inference import BATCH_SIZE, Classifier
+from rbcflow.classify.inference import Classifier
 from rbcflow.classify.labels import label_tracks, summarize
 from rbcflow.config import ReportConfig
 from rbcflow.io.sequences import acquisition_of
@@ -29,7 +29,7 @@ def evaluate(
     labels: Sequence[int],
     *,
     cfg: ReportConfig | None = None,
-    batch_size: int = BATCH_SIZE,
+    batch_size: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Score both stages on labelled sequences (paper conventions).

@@ -14,6 +14,7 @@ weights (on one device). Settings: :class:`rbcflow.model_settings.TrainConfig`.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,7 @@ def train(
     device: str | torch.device = "cpu",
     progress: Callable[[int], None] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    init: nn.Module | None = None,
 ) -> TrainResult:
     """Train a stage's network.
 
@@ -88,6 +90,8 @@ def train(
     device : torch device for training.
     progress : called with 1 after each epoch.
     on_epoch : called with the epoch's record (loss, validation loss and metrics).
+    init : a trained network to start from (a copy is trained: fine-tuning,
+        :mod:`rbcflow.training.finetune`); None builds ``cfg``'s architecture afresh.
 
     Returns
     -------
@@ -111,7 +115,10 @@ def train(
         val = None
     with torch.random.fork_rng(devices=[]):  # seed torch locally, not the caller's global RNG
         torch.manual_seed(cfg.seed)
-        network = build_network(architecture_of(cfg.network_config())).to(device)
+        if init is not None:
+            network = copy.deepcopy(init).to(device)
+        else:
+            network = build_network(architecture_of(cfg.network_config())).to(device)
         opt = torch.optim.Adam(network.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1))
         loss_fn = nn.CrossEntropyLoss()

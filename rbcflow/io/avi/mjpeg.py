@@ -15,59 +15,16 @@ import numpy as np
 
 from rbcflow.errors import VideoReadError
 from rbcflow.io.avi.opencv import _quiet_opencv
-from rbcflow.io.avi.riff import _MAX_PIXELS, AviLayout, read_avi_layout
+from rbcflow.io.avi.riff import AviLayout, read_avi_layout
 from rbcflow.io.base import VideoReader
 from rbcflow.io.fps import DEFAULT_FPS, resolve_fps
+from rbcflow.io.limits import FrameLimitError, check_frame_size, jpeg_declared_sizes, jpeg_size
+from rbcflow.run_settings import InputLimits
+
+__all__ = ["MJPEG_FOURCCS", "MjpegAviReader", "jpeg_size"]
 
 MJPEG_FOURCCS = frozenset({b"MJPG", b"mjpg", b"AVRn", b"dmb1", b"JPEG", b"jpeg"})
 """FourCCs of AVIs whose frames are whole JPEG images (one per chunk)."""
-
-# Start-of-frame markers (baseline, extended, progressive, lossless; Huffman or arithmetic).
-_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-
-
-def jpeg_size(data: bytes | memoryview) -> tuple[int, int] | None:
-    """``(rows, cols)`` a JPEG image declares in its start-of-frame header, or None.
-
-    Walks the marker segments up to the start of scan (a handful of 2-byte lengths), so a frame
-    whose header was damaged can be refused before the decoder allocates what it claims.
-
-    Examples
-    --------
-    >>> import cv2
-    >>> ok, buf = cv2.imencode(".jpg", np.zeros((5, 7), np.uint8))
-    >>> jpeg_size(buf.tobytes())
-    (5, 7)
-    >>> jpeg_size(b"not a jpeg") is None
-    True
-    """
-    n = len(data)
-    if n < 4 or data[0] != 0xFF or data[1] != 0xD8:
-        return None
-    pos = 2
-    while pos + 4 <= n:
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a segment
-            pos += 2
-            continue
-        length = (data[pos + 2] << 8) | data[pos + 3]
-        if length < 2:
-            return None
-        if marker in _SOF_MARKERS:
-            if pos + 9 > n:
-                return None
-            rows = (data[pos + 5] << 8) | data[pos + 6]
-            cols = (data[pos + 7] << 8) | data[pos + 8]
-            return (rows, cols) if rows and cols else None
-        if marker == 0xDA:  # start of scan before any frame header
-            return None
-        pos += 2 + length
-    return None
 
 
 class MjpegAviReader(VideoReader):
@@ -91,12 +48,20 @@ class MjpegAviReader(VideoReader):
         Rate used, with a warning, when the container has none (or an absurd one).
     layout : AviLayout, optional
         The file's layout if already read (:func:`read_avi_layout`).
+    limits : InputLimits, optional
+        Frame-size bounds checked on the first JPEG header (default
+        :class:`rbcflow.run_settings.InputLimits`).
+
+    A later chunk whose JPEG header declares another size is never decoded (neither here nor
+    by FFmpeg's concealment, which would allocate what it declares): it is a damaged frame.
 
     Raises
     ------
     VideoReadError
         If the file has no frame chunk, or its first frame is not a JPEG this decoder reads
         (:func:`rbcflow.io.video.open_video` then falls back to :class:`AviReader`).
+    FrameLimitError
+        If the first frame declares a size over the limits (no fallback then).
     """
 
     def __init__(
@@ -105,6 +70,7 @@ class MjpegAviReader(VideoReader):
         fps: float | None = None,
         default_fps: float = DEFAULT_FPS,
         layout: AviLayout | None = None,
+        limits: InputLimits | None = None,
     ):
         super().__init__()
         import cv2
@@ -117,6 +83,7 @@ class MjpegAviReader(VideoReader):
                 f"AVI frames are not Motion-JPEG ({lay.compression!r})", self.source
             )
         self._lay = lay
+        self._max_chunk = (limits or InputLimits()).max_frame_mib << 20
         self._n = len(lay.offsets)
         if self._n == 0:
             raise VideoReadError(
@@ -127,9 +94,14 @@ class MjpegAviReader(VideoReader):
         self._caps: list = []  # FFmpeg capture for damaged frames, opened when first needed
         self._concealed: set[int] = set()
         first_size = jpeg_size(self._chunk(self._fh, 0))
-        if first_size is None or first_size[0] * first_size[1] > _MAX_PIXELS:
+        if first_size is None:
             self.close()
             raise VideoReadError("first frame is not a JPEG image", self.source)
+        try:
+            check_frame_size(self.source, *first_size, 3, 1, limits, "JPEG frame 0")
+        except VideoReadError:
+            self.close()
+            raise
         self.shape = first_size
         self.dtype = np.dtype(np.uint8)
         # The first frame must decode here (not through FFmpeg's concealment): a JPEG flavour
@@ -145,6 +117,12 @@ class MjpegAviReader(VideoReader):
         return self._n
 
     def _chunk(self, fh: BinaryIO, i: int) -> bytes:
+        if self._lay.sizes[i] > self._max_chunk:  # a damaged chunk size: never read whole
+            raise FrameLimitError(
+                f"frame {i} cannot be read (its chunk declares {self._lay.sizes[i]} bytes, more "
+                "than a frame can take)",
+                self.source,
+            )
         fh.seek(int(self._lay.offsets[i]))
         data = fh.read(int(self._lay.sizes[i]))
         if len(data) != self._lay.sizes[i]:
@@ -170,6 +148,12 @@ class MjpegAviReader(VideoReader):
         chunks ``imdecode`` refuses: FFmpeg's MJPEG decoder conceals damaged blocks, which is
         how such files were read before this reader existed. None if FFmpeg fails too."""
         cv2 = self._cv2
+        fh = self._fh
+        try:
+            if fh is None or jpeg_declared_sizes(self._chunk(fh, i)) - {self.shape}:
+                return None  # a header declaring another size: FFmpeg would allocate it
+        except FrameLimitError:
+            return None
         try:
             with _quiet_opencv(cv2):
                 if not caps:
@@ -211,7 +195,10 @@ class MjpegAviReader(VideoReader):
         try:
             with open(self.source, "rb") as fh:
                 for i in range(self._n):
-                    frame = self._decode(i, self._chunk(fh, i))
+                    try:
+                        frame = self._decode(i, self._chunk(fh, i))
+                    except FrameLimitError:
+                        frame = None
                     if frame is None:
                         frame = self._conceal(i, caps)
                         self._note_concealed()

@@ -19,9 +19,11 @@ from typing import BinaryIO
 import numpy as np
 
 from rbcflow.errors import VideoReadError
-from rbcflow.io.avi.riff import _MAX_PIXELS, AviLayout, read_avi_layout
+from rbcflow.io.avi.riff import AviLayout, read_avi_layout
 from rbcflow.io.base import VideoReader
 from rbcflow.io.fps import DEFAULT_FPS, resolve_fps
+from rbcflow.io.limits import check_frame_size
+from rbcflow.run_settings import InputLimits
 
 
 class RawAviReader(VideoReader):
@@ -37,6 +39,9 @@ class RawAviReader(VideoReader):
         Rate used, with a warning, when the container has none (or an absurd one).
     layout : AviLayout, optional
         The file's layout if already read (:func:`read_avi_layout`).
+    limits : InputLimits, optional
+        Frame-size bounds checked on the header before any buffer is made (default
+        :class:`rbcflow.run_settings.InputLimits`).
 
     Frames are ``(height, width)`` uint8 arrays; colour is converted with OpenCV's
     ``BGR2GRAY`` weights. Memory: one frame buffer, whatever the length of the file.
@@ -48,6 +53,7 @@ class RawAviReader(VideoReader):
         fps: float | None = None,
         default_fps: float = DEFAULT_FPS,
         layout: AviLayout | None = None,
+        limits: InputLimits | None = None,
     ):
         super().__init__()
         import cv2
@@ -67,23 +73,12 @@ class RawAviReader(VideoReader):
             )
         self._lay = lay
         w, h, bits = lay.width, lay.height, lay.bit_count
-        if w * h > _MAX_PIXELS:
-            raise VideoReadError(f"implausible frame size {w}x{h} in the AVI header", self.source)
+        check_frame_size(self.source, h, w, max(1, bits // 8), 1, limits)
         self._stride = ((w * bits + 31) // 32) * 4 if lay.compression == b"\0\0\0\0" else w
         self._frame_bytes = self._stride * h
         # Chunks too small for a frame are damaged: the frames before them are kept.
-        short = np.flatnonzero(lay.sizes < self._frame_bytes)
-        n = int(short[0]) if short.size else len(lay.offsets)
-        if n == 0:
-            raise VideoReadError(
-                "no readable frame (file empty or cut before the first frame)", self.source
-            )
-        if short.size:
-            self.warnings.append(
-                f"frame {n} is damaged (chunk of {lay.sizes[n]} bytes, a frame "
-                f"needs {self._frame_bytes}); reading the first {n} frames"
-            )
-        elif (warning := lay.truncation_warning(n)) is not None:
+        n, warning = lay.whole_frames(self._frame_bytes, self.source)
+        if warning is not None:
             self.warnings.append(warning)
         self._n = n
         self.shape = (h, w)

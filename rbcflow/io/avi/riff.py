@@ -23,7 +23,6 @@ _GRAY_FOURCCS = {b"Y800", b"Y8  ", b"GREY"}
 # FourCCs some writers put for plain DIB frames (same as biCompression = BI_RGB).
 _DIB_FOURCCS = {b"DIB ", b"RGB ", b"RAW "}
 _MAX_LIST_DEPTH = 4
-_MAX_PIXELS = 1 << 28  # a frame larger than this (pixels) is a damaged header, not a camera
 
 
 @dataclass
@@ -41,6 +40,8 @@ class AviLayout:
         chunk of the video stream, in order (a zero-size chunk, "repeat the previous frame",
         points at the previous frame's data).
     truncated : the file ends inside the data (recording stopped / copy cut short).
+    warnings : header fields that disagreed and were tolerated (a damaged ``idx1``, an empty
+        ``LIST`` chunk); the readers copy them into theirs.
     """
 
     width: int = 0
@@ -54,6 +55,7 @@ class AviLayout:
     offsets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     truncated: bool = False
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def uncompressed(self) -> bool:
@@ -69,6 +71,25 @@ class AviLayout:
         return f"file truncated: {n_read} complete frames read" + (
             f" of {self.claimed_frames} announced" if announced else ""
         )
+
+    def whole_frames(
+        self, frame_bytes: int, source: Path, what: str = "a frame"
+    ) -> tuple[int, str | None]:
+        """Frames readable when each needs ``frame_bytes`` bytes: those before the first chunk
+        too small for one (a damaged chunk ends the video there), with the reader's warning
+        (None when the file is whole). VideoReadError when not even the first frame is."""
+        short = np.flatnonzero(self.sizes < frame_bytes)
+        n = int(short[0]) if short.size else len(self.offsets)
+        if n == 0:
+            raise VideoReadError(
+                "no readable frame (file empty or cut before the first frame)", source
+            )
+        if short.size:
+            return n, (
+                f"frame {n} is damaged (chunk of {self.sizes[n]} bytes, {what} needs "
+                f"{frame_bytes}); reading the first {n} frames"
+            )
+        return n, self.truncation_warning(n)
 
     @property
     def supported(self) -> bool:
@@ -87,9 +108,12 @@ def read_avi_layout(path: str | os.PathLike) -> AviLayout:
     """Walk an AVI's RIFF chunks: stream format, frame rate and every video frame's offset.
 
     Handles AVI 1.0 and OpenDML (``RIFF AVIX`` extensions beyond 1 GB) files, ``LIST rec``
-    groups, and files cut short (``truncated``: the frames wholly in the file are listed). The
-    index (``idx1``/``indx``) is not trusted: the chunks themselves are walked, one 8-byte header
-    read per frame.
+    groups, and files cut short (``truncated``: the frames wholly in the file are listed).
+    Frames are the video stream's chunks inside ``movi`` lists; the index (``idx1``) is not
+    trusted but compared, and a disagreement is a warning (``warnings``). Like players, the
+    walk tolerates one inconsistent header field: a header chunk (an empty ``LIST INFO``, a
+    wrong size) that would run past the end of the file before any ``movi`` list is skipped
+    by scanning for the ``movi`` list, with a warning.
 
     Raises
     ------
@@ -102,12 +126,20 @@ def read_avi_layout(path: str | os.PathLike) -> AviLayout:
     offsets: list[int] = []
     sizes: list[int] = []
     video_ids: tuple[bytes, ...] = ()
+    state = {"movi": False, "movi_done": False, "idx1": None}
     with open(path, "rb") as fh:
         head = _read_exact(fh, 12)
         if head is None or head[:4] != b"RIFF" or head[8:12] != b"AVI ":
             raise VideoReadError("not an AVI file (no RIFF AVI header)", path)
 
-        def walk(start: int, end: int, depth: int) -> bool:
+        def resync(pos: int, end: int, why: str) -> int | None:
+            """Offset of the next ``LIST movi`` after ``pos`` (None if none), noting why."""
+            found = _find_movi(fh, pos + 8, end)
+            if found is not None:
+                lay.warnings.append(f"{why} at byte {pos}: skipped to the movi list")
+            return found
+
+        def walk(start: int, end: int, depth: int, in_movi: bool) -> bool:
             """Walk chunks in [start, end); returns False where the file ends early."""
             nonlocal video_ids
             pos = start
@@ -124,6 +156,10 @@ def read_avi_layout(path: str | os.PathLike) -> AviLayout:
                     # A list cut by the end of the file is still walked: the frames wholly in
                     # the file are kept.
                     kind = _read_exact(fh, 4)
+                    if data_at + n > size and not state["movi"] and kind != b"movi":
+                        if (to := resync(pos, end, f"LIST {_name(kind)} too long")) is not None:
+                            pos = to
+                            continue
                     if kind == b"strl":
                         if (
                             _read_strl(fh, data_at + 4, min(data_at + n, size), lay)
@@ -132,13 +168,29 @@ def read_avi_layout(path: str | os.PathLike) -> AviLayout:
                             video_ids = (b"%02ddb" % stream_no, b"%02ddc" % stream_no)
                         stream_no += 1
                     elif kind in (b"hdrl", b"movi", b"rec ", b"odml"):
-                        if not walk(data_at + 4, min(data_at + n, size), depth + 1):
+                        movi = in_movi or kind == b"movi"
+                        state["movi"] = state["movi"] or movi
+                        if not walk(data_at + 4, min(data_at + n, size), depth + 1, movi):
                             return False
+                        if kind == b"movi" and data_at + n <= size:
+                            state["movi_done"] = True
                     if data_at + n > size:
                         return False
                     pos = max(nxt, pos + 8)
                     continue
+                if tag == b"LIST" and n < 4 and not state["movi"]:
+                    # an empty list (LIST INFO of size 0): its type and content follow
+                    if (to := resync(pos, end, "empty LIST chunk")) is not None:
+                        pos = to
+                        continue
                 if data_at + n > size:
+                    if not in_movi and not state["movi"]:
+                        to = resync(pos, end, f"chunk {_name(tag)} too long")
+                        if to is not None:
+                            pos = to
+                            continue
+                    if depth == 0 and state["movi_done"]:
+                        return True  # damage after the frames (a wrong idx1 size): no frame lost
                     return False
                 elif tag == b"avih" and n >= 40:
                     us, _, _, _, total = struct.unpack("<IIIII", fh.read(20))
@@ -147,7 +199,9 @@ def read_avi_layout(path: str | os.PathLike) -> AviLayout:
                     lay.claimed_frames = max(lay.claimed_frames, total)
                 elif tag == b"dmlh" and n >= 4:
                     lay.claimed_frames = max(lay.claimed_frames, struct.unpack("<I", fh.read(4))[0])
-                elif tag in video_ids:
+                elif tag == b"idx1" and depth == 0:
+                    state["idx1"] = (data_at, n)
+                elif tag in video_ids and in_movi:
                     if n == 0 and offsets:  # a dropped frame: repeat the previous one
                         offsets.append(offsets[-1])
                         sizes.append(sizes[-1])
@@ -157,26 +211,74 @@ def read_avi_layout(path: str | os.PathLike) -> AviLayout:
                 pos = max(nxt, pos + 8)
             return True
 
-        complete = walk(12, min(size, 8 + struct.unpack("<I", head[4:8])[0]), 0)
+        riff_end = 8 + struct.unpack("<I", head[4:8])[0]
+        complete = walk(12, min(size, riff_end), 0, False)
         # OpenDML: further RIFF AVIX segments follow the first RIFF chunk.
-        pos = 8 + struct.unpack("<I", head[4:8])[0]
-        pos += pos & 1
+        pos = riff_end + (riff_end & 1)
         while complete and pos + 12 <= size:
             fh.seek(pos)
             seg = _read_exact(fh, 12)
             if seg is None or seg[:4] != b"RIFF" or seg[8:12] != b"AVIX":
                 break
             n = struct.unpack("<I", seg[4:8])[0]
-            complete = walk(pos + 12, min(size, pos + 8 + n), 0) and pos + 8 + n <= size
+            complete = walk(pos + 12, min(size, pos + 8 + n), 0, False) and pos + 8 + n <= size
             pos += 8 + n + (n & 1)
-        if 8 + struct.unpack("<I", head[4:8])[0] > size:
+        if riff_end > size:
             complete = False
+        if state["idx1"] is not None and video_ids:
+            _compare_index(fh, *state["idx1"], video_ids, len(offsets), lay)
     if not video_ids:
         raise VideoReadError("AVI without a video stream", path)
     lay.offsets = np.asarray(offsets, np.int64)
     lay.sizes = np.asarray(sizes, np.int64)
     lay.truncated = not complete
     return lay
+
+
+def _name(tag: bytes | None) -> str:
+    """A chunk tag as printable text (damaged tags hold any bytes)."""
+    text = (tag or b"").decode("latin-1")
+    return "".join(c if c.isalnum() or c == " " else "?" for c in text).strip() or "?"
+
+
+def _find_movi(fh: BinaryIO, start: int, end: int, limit: int = 64 << 20) -> int | None:
+    """Offset of the first ``LIST....movi`` header in ``[start, end)`` (the first 64 MiB)."""
+    block = 1 << 20
+    pos = start
+    stop = min(end, start + limit)
+    while pos < stop:
+        fh.seek(pos)
+        data = fh.read(min(block + 12, stop - pos + 12))
+        at = data.find(b"movi")
+        while at >= 0:
+            if at >= 8 and data[at - 8 : at - 4] == b"LIST":
+                return pos + at - 8
+            at = data.find(b"movi", at + 1)
+        if len(data) < block:
+            return None
+        pos += block
+    return None
+
+
+def _compare_index(fh, at, n, video_ids, found, lay) -> None:
+    """Warn when ``idx1`` (at byte ``at``, ``n`` bytes) disagrees with the movi list's frames."""
+    if n % 16:
+        lay.warnings.append(
+            f"the index (idx1) is damaged ({n} bytes, not whole entries): frames read from "
+            "the movi list"
+        )
+        return
+    if n > 64 << 20:
+        return
+    fh.seek(at)
+    data = fh.read(n)
+    ids = np.frombuffer(data[: len(data) // 16 * 16], np.uint8).reshape(-1, 16)[:, :4]
+    listed = int(sum(np.all(ids == np.frombuffer(v, np.uint8), axis=1).sum() for v in video_ids))
+    if listed != found:
+        lay.warnings.append(
+            f"the index (idx1) lists {listed} frames, the movi list holds {found}: frames read "
+            "from the movi list"
+        )
 
 
 def _read_strl(fh: BinaryIO, start: int, end: int, lay: AviLayout) -> bool:

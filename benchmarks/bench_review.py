@@ -1,0 +1,257 @@
+"""rbcflow review: a simulated reviewer, page load and decision save times.
+
+1. Fraction error after 0, 25, 50, 100 reviewed tracks, in the tool's order
+   (:func:`rbcflow.review.order.review_order`) and in random orders, on synthetic acquisitions
+   analysed by ``rbcflow analyze`` (the shipped models): the reviewer answers with the
+   synthetic truth (each analysed track takes the true cell it followed in most of its frames;
+   a track matching no true cell is unreliable). The truth is the fraction of the true tracks
+   (``NAME.tracks.csv``). Each decision goes through :func:`record_decision` (the real files),
+   the figure read back is ``tank_treading_fraction_reviewed``.
+2. The acquisition page with 2,000 tracks: server time to render it, and the time headless
+   Chromium takes until the page is usable (``body[data-ready]``, the first strip shown).
+3. One decision saved (``POST /decide``: review.csv, report.csv, run.json, report.html).
+
+Usage::
+
+    rbcflow synth u85.avi --frames 3600 --size 640x480 --cells 14 --unreliable-fraction 0.85
+    rbcflow analyze u85.avi --out res/
+    python benchmarks/bench_review.py res/ --truth u85.avi [--truth ...]
+
+Timings are taken on whatever machine runs it (say whether it was loaded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rbcflow.review.decide import record_decision, reviewed_labels
+from rbcflow.review.order import review_order
+from rbcflow.review.store import Results, read_review
+from rbcflow.synthetic import truth_paths
+
+STEPS = (0, 25, 50, 100)
+
+
+def true_labels(folder: Path, video: Path) -> tuple[dict[int, str], float]:
+    """Each analysed track's true label, and the acquisition's true fraction."""
+    from rbcflow.schema import LABEL_NAMES
+
+    truth_csv, tracks_csv = truth_paths(video)
+    truth = pd.read_csv(truth_csv)
+    true_tracks = pd.read_csv(tracks_csv)
+    pos = pd.read_csv(folder / "positions.csv")
+    m = pos.merge(truth, on="frame", suffixes=("", "_t"))
+    m["d"] = np.hypot(m["x"] - m["x_t"], m["y"] - m["y_t"])
+    m = m[m["d"] < 6].sort_values("d").drop_duplicates(["track_id", "frame"])
+    best = m.groupby("track_id")["track_id_t"].agg(lambda s: s.value_counts().index[0])
+    label_of = dict(zip(true_tracks["track_id"], true_tracks["label"], strict=True))
+    out = {}
+    for tid in pd.read_csv(folder / "tracks.csv")["track_id"]:
+        t = best.get(tid)
+        out[int(tid)] = LABEL_NAMES[int(label_of[t]) if t is not None else 2]
+    tt = int((true_tracks["label"] == 0).sum())
+    fl = int((true_tracks["label"] == 1).sum())
+    return out, tt / (tt + fl)
+
+
+def simulate(root: Path, name: str, truth: dict[int, str], order: list[int]) -> list[float]:
+    """Reviewed fraction after each step of STEPS, reviewing ``order`` with the truth."""
+    res = Results(root)
+    acq = res.acquisition(name)
+    out = [float(acq.row["tank_treading_fraction"] or "nan")]
+    done = 0
+    for step in STEPS[1:]:
+        for tid in order[done:step]:
+            figs = record_decision(res, acq, tid, truth[tid], "simulated")
+        done = min(step, len(order))
+        out.append(figs["tank_treading_fraction_reviewed"])
+    return out
+
+
+def fraction_errors(root: Path, videos: list[Path], n_random: int, seed: int) -> pd.DataFrame:
+    rows = []
+    rng = np.random.default_rng(seed)
+    for video in videos:
+        name = video.stem
+        truth, f_true = true_labels(root / name, video)
+        acq = Results(root).acquisition(name)
+        t = acq.tracks
+        tool = review_order(
+            t["track_id"].to_numpy(),
+            reviewed_labels(acq, {}),
+            t["p_reliable"].to_numpy(float),
+            t["p_tank_treading"].to_numpy(float),
+        )
+        orders = [("tool", tool)] + [
+            (f"random{i}", list(rng.permutation(tool))) for i in range(n_random)
+        ]
+        all_tt = sum(v == "tank-treading" for v in truth.values())
+        all_fl = sum(v == "flipping" for v in truth.values())
+        for kind, order in orders:
+            with tempfile.TemporaryDirectory() as tmp:
+                work = Path(tmp) / "res"
+                shutil.copytree(root, work)
+                fr = simulate(work, name, truth, [int(x) for x in order])
+            for step, f in zip(STEPS, fr, strict=True):
+                rows.append(
+                    {
+                        "acquisition": name,
+                        "tracks": len(t),
+                        "order": "tool" if kind == "tool" else "random",
+                        "reviewed": step,
+                        "error": abs(f - f_true),
+                        "floor": abs(all_tt / (all_tt + all_fl) - f_true),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def fake_results(root: Path, n: int) -> str:
+    """A results folder with one acquisition of ``n`` tracks (strips of 40 frames)."""
+    from rbcflow.batch.acquisition import write_thumbnail
+    from rbcflow.io.outputs import write_png_atomic, write_text_atomic
+    from rbcflow.provenance import write_run_json
+    from rbcflow.report.tables import report_table, write_report_csv
+
+    rng = np.random.default_rng(0)
+    folder = root / "big"
+    (folder / "strips").mkdir(parents=True)
+    p_rel, p_tt = rng.uniform(0, 1, n), rng.uniform(0, 1, n)
+    label = np.where(p_rel < 0.5, "unreliable", np.where(p_tt < 0.5, "flipping", "tank-treading"))
+    tracks = pd.DataFrame(
+        {
+            "track_id": np.arange(1, n + 1),
+            "first_frame": 0,
+            "n_frames": 40,
+            "p_reliable": p_rel,
+            "p_tank_treading": p_tt,
+            "label": label,
+            "rule": "",
+        }
+    )
+    tracks.to_csv(folder / "tracks.csv", index=False)
+    pd.DataFrame({"frame": [0, 1], "track_id": [1, 1], "x": [1.0, 2.0], "y": [1.0, 1.0]}).to_csv(
+        folder / "positions.csv", index=False
+    )
+    for tid in tracks["track_id"]:
+        strip = rng.integers(80, 140, (31, 31 * 40), dtype=np.uint8)
+        write_png_atomic(folder / "strips" / f"{tid}.png", strip, fsync=False)
+    write_thumbnail(folder / "thumbnail.png", np.full((480, 640), 120.0), 480)
+    write_text_atomic(folder / "report.html", '<html><body>\n<p class="sub">x</p>\n</body></html>')
+    write_run_json(folder / "run.json", {"input": {"frame_shape": [480, 640]}, "result": {}})
+    row = {"acquisition": "big", "source": "/big.avi", "status": "ok", "output": "big", "fps": 60}
+    write_report_csv(root / "report.csv", report_table([row]))
+    return "big"
+
+
+def page_and_save_times(n: int = 2000, repeats: int = 20) -> dict:
+    import os
+    import re
+    import subprocess
+    import sys
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        name = fake_results(root, n)
+        from starlette.testclient import TestClient
+
+        from rbcflow.review.server import create_app
+
+        client = TestClient(create_app(root, token="t"), base_url="http://127.0.0.1")
+        client.get(f"/a/{name}?token=t")
+        t0 = time.perf_counter()
+        for _ in range(5):
+            client.get(f"/a/{name}")
+        render = (time.perf_counter() - t0) / 5
+        # the browser: from navigation to a usable page (first strip drawn)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rbcflow", "review", str(root), "--no-browser", "--port", "0"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        url = next(m.group(1) for line in proc.stdout if (m := re.search(r"open (\S+)", line)))
+        base, token = url.split("/?token=")
+        # decisions over HTTP to the real server (uvicorn), as the page sends them
+        import json
+        import urllib.request
+
+        saves: dict[float, list[float]] = {0.0: [], 0.3: []}
+        for i in range(2 * repeats):
+            pause = 0.0 if i < repeats else 0.3  # back to back, then at a fast human pace
+            time.sleep(pause)
+            req = urllib.request.Request(
+                f"{base}/a/{name}/decide",
+                data=json.dumps({"track_id": i + 1, "reviewed": "flipping"}).encode(),
+                headers={"X-Rbcflow-Token": token, "Content-Type": "application/json"},
+            )
+            t0 = time.perf_counter()
+            with urllib.request.urlopen(req) as r:
+                assert r.status == 200
+                r.read()
+            saves[pause].append(time.perf_counter() - t0)
+        assert len(read_review(Results(root).acquisition(name))) == 2 * repeats
+        from playwright.sync_api import sync_playwright
+
+        loads = []
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+            page = b.new_page()
+            for _ in range(3):
+                t0 = time.perf_counter()
+                page.goto(f"{base}/a/{name}?token={token}")
+                page.wait_for_selector("body[data-ready='1']", state="attached")
+                page.wait_for_selector("#loopcap:has-text('frames at')", state="attached")
+                loads.append(time.perf_counter() - t0)
+            b.close()
+        proc.kill()
+        proc.wait()
+    return {
+        "tracks": n,
+        "render_s": render,
+        "browser_usable_s": float(np.median(loads)),
+        "save_burst_ms": 1000 * float(np.median(saves[0.0])),
+        "save_median_ms": 1000 * float(np.median(saves[0.3])),
+        "save_max_ms": 1000 * float(np.max(saves[0.3])),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("results", type=Path, nargs="?", help="results folder of rbcflow analyze")
+    ap.add_argument("--truth", type=Path, action="append", default=[], help="synthetic video")
+    ap.add_argument("--random", type=int, default=20, help="random orders per acquisition")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-timing", action="store_true")
+    args = ap.parse_args()
+    if args.results is not None and args.truth:
+        df = fraction_errors(args.results, args.truth, args.random, args.seed)
+        for name, d in df.groupby("acquisition"):
+            print(
+                f"{name}: {int(d['tracks'].iloc[0])} tracks; error with every track "
+                f"reviewed (tracking's floor) {d['floor'].iloc[0]:.3f}"
+            )
+        table = df.groupby(["order", "reviewed"])["error"].agg(["mean", "max"]).unstack("order")
+        print("fraction error (mean, max over acquisitions; random: over orders too)")
+        print(table.round(4).to_string())
+    if not args.no_timing:
+        t = page_and_save_times()
+        print(
+            f"page of {t['tracks']} tracks: server render {1000 * t['render_s']:.0f} ms, usable "
+            f"in Chromium after {1000 * t['browser_usable_s']:.0f} ms; decision saved in "
+            f"{t['save_median_ms']:.1f} ms at 0.3 s between keys (median; max "
+            f"{t['save_max_ms']:.1f}), {t['save_burst_ms']:.1f} ms back to back (median: the "
+            "writer thread's report.csv/html writes hold the lock meanwhile)"
+        )
+
+
+if __name__ == "__main__":
+    main()

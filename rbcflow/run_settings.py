@@ -1,0 +1,119 @@
+"""How a run is carried out: settings that never change a figure of the analysis.
+
+Nothing here is hashed into :func:`rbcflow.config.params_id` (a changed limit, batch size or
+thread count must not make finished results look stale); the parameters that do change the
+figures are in :mod:`rbcflow.config`. Split from ``config`` when it passed the 400-line limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """Frame sizes every reader refuses before decoding (what a header declares is checked).
+
+    Not part of any :func:`params_id`: a limit decides whether an input is read, never how.
+
+    max_frame_megapixels : a frame of more pixels (rows x cols, in millions) is refused. The
+        front end holds about 30 MB per megapixel (float work images, background samples; an
+        8-frame 40 MP video peaked at 1.44 GB, 64 MP at 1.8 GB): 32 MP keeps an analysis
+        well under 1.5 GB. The lab camera's frames are 0.8 MP.
+    max_frame_mib : a frame whose decoded samples (pixels x channels x bytes) exceed this many
+        MiB is refused before decoding (a 32 MP RGBA 16-bit page is 244 MiB).
+    min_frame_side : a frame with fewer rows or columns is refused: the detector averages
+        4 x 4 blocks and a cell is about 10 pixels across.
+    """
+
+    max_frame_megapixels: float = 32.0
+    max_frame_mib: int = 256
+    min_frame_side: int = 8
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """How ``analyze`` classifies tracks while the front end runs (not hashed into
+    ``params_id``: these change speed, memory and the report's gallery, never a number).
+
+    batch_tracks : tracks per classifier call (batched inference, yet classified while
+        tracking).
+    queue_tracks : tracks waiting for the classifier at most (bounds memory).
+    gallery_borderline, gallery_confident : per class, the calls nearest their threshold and the
+        most confident calls shown in the report's gallery.
+    gallery_frames : frames per gallery strip, evenly spaced through the track.
+    torch_threads, opencv_threads : torch's intra-op and OpenCV's threads while the front end
+        runs; 0: the thread budget's rule for this machine
+        (:func:`rbcflow.threads.analyze_budget`: 1 and 1 on 2 cores).
+    """
+
+    batch_tracks: int = 32
+    queue_tracks: int = 256
+    gallery_borderline: int = 8
+    gallery_confident: int = 4
+    gallery_frames: int = 10
+    torch_threads: int = 0
+    opencv_threads: int = 0
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Output folders (not hashed into ``params_id``).
+
+    min_free_bytes : an output folder with less free space is refused before any work (the
+        outputs of a 20 s acquisition take ~5 MB; a report page ~1 MB).
+    """
+
+    min_free_bytes: int = 64 * 1024**2
+
+
+@dataclass(frozen=True)
+class SamplesConfig:
+    """Samples, patients and their baseline (:mod:`rbcflow.samples`; not hashed).
+
+    baseline_min : earlier passing draws a patient needs before their baseline band is drawn
+        (when no draw is marked ``baseline`` in the sheet).
+    baseline_sd : the band is mean +/- this many standard deviations (Viallat et al.: 2).
+    fraction_decimals, seconds_decimals : rounding of fractions and of durations in the
+        tables and pages made for people (samples.csv, index.html, report.xlsx).
+    registry_env : environment variable naming the registry file instead of the default one
+        in the user's data directory.
+    """
+
+    baseline_min: int = 4
+    baseline_sd: float = 2.0
+    fraction_decimals: int = 3
+    seconds_decimals: int = 1
+    registry_env: str = "RBCFLOW_REGISTRY"
+
+
+@dataclass(frozen=True)
+class ReviewConfig:
+    """What ``analyze`` keeps for ``rbcflow review`` and how the review serves it (not hashed
+    into ``params_id``: nothing here changes a figure of the analysis).
+
+    strip_max_frames : frames of a track kept as its strip (``strips/TRACK.png``, the
+        authors' format); a longer track keeps this many evenly spaced frames.
+    thumbnail_width : width of the field thumbnail (``thumbnail.png``, the background), pixels.
+    host : the address ``rbcflow review`` listens on (local only by default).
+    port : its port (0: any free port).
+    """
+
+    strip_max_frames: int = 150
+    thumbnail_width: int = 480
+    host: str = "127.0.0.1"
+    port: int = 8765
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How the classifiers run on sequences (inference, ``evaluate``, ``classify``).
+
+    batch_size : sequences per network batch (and per progress step) on a GPU; it changes
+        speed and memory, never a probability (beyond float rounding, ~1e-7).
+    cpu_batch_size : the same on the CPU, where small batches stay in the caches (measured by
+        ``benchmarks/bench_classify.py``: batches of 256 cost twice the CPU time per track).
+    """
+
+    batch_size: int = 256
+    cpu_batch_size: int = 32
