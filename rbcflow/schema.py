@@ -27,6 +27,7 @@ DATASET     the authors' ``dataset.csv`` (unnamed index column, sequence_name, l
 REPORT      one row per acquisition (the contract's columns of ``report.csv``)
 REPORT_COLUMNS  ``report.csv``'s full layout: REPORT, then where and how the row was made
 SAMPLE_METADATA  the sample columns ``report.csv`` ends with (patient, sample, draw date, ...)
+SAMPLE_COLUMNS   one row per blood draw (``samples.csv``: counts pooled over its acquisitions)
 FRAME_STATS one row per frame (front-end side table: illumination and detections per frame)
 
 Objects
@@ -198,6 +199,29 @@ SAMPLE_METADATA: dict[str, str] = {
     "operator": "object",
     "notes": "object",
     "baseline": "object",  # "yes" / "no" / empty: the draw counts towards the patient's baseline
+}
+SAMPLE_COLUMNS: dict[str, str] = {  # samples.csv (rbcflow.samples.pool): one row per draw
+    "patient": "object",
+    "sample": "object",
+    "drawn_at": "object",
+    "acquisitions": "Int64",  # acquisitions of the sample in the report
+    "pooled": "Int64",  # of which passed and were pooled
+    "reliable": "Int64",
+    "tank_treading": "Int64",
+    "flipping": "Int64",
+    "tank_treading_fraction": "float64",
+    "ci_low": "float64",
+    "ci_high": "float64",
+    "verdict": "object",
+    "verdict_reason": "object",
+    "fraction_method": "object",
+    "shear_rate": "float64",
+    "baseline": "object",
+    "acquisition_names": "object",  # the sample's acquisitions, "; "-joined
+    "stage1_model": "object",
+    "stage2_model": "object",
+    "params_id": "object",
+    "rbcflow_version": "object",
 }
 REVIEWED: dict[str, str] = {
     "reviewed_tracks": "Int64",  # tracks a technician reviewed (rbcflow review)

@@ -39,31 +39,7 @@ from rbcflow.classify.calibration import estimate_acquisition
 from rbcflow.classify.estimate import ValidatedRates
 from rbcflow.config import EstimateConfig, ReportConfig
 from rbcflow.report.verdict import verdict, worst
-
-SAMPLE_COLUMNS: dict[str, str] = {
-    "patient": "object",
-    "sample": "object",
-    "drawn_at": "object",
-    "acquisitions": "Int64",  # acquisitions of the sample in the report
-    "pooled": "Int64",  # of which passed and were pooled
-    "reliable": "Int64",
-    "tank_treading": "Int64",
-    "flipping": "Int64",
-    "tank_treading_fraction": "float64",
-    "ci_low": "float64",
-    "ci_high": "float64",
-    "verdict": "object",
-    "verdict_reason": "object",
-    "fraction_method": "object",
-    "shear_rate": "float64",
-    "baseline": "object",
-    "acquisition_names": "object",  # the sample's acquisitions, "; "-joined
-    "stage1_model": "object",
-    "stage2_model": "object",
-    "params_id": "object",
-    "rbcflow_version": "object",
-}
-"""``samples.csv``'s columns (the issue's twelve first, then how the figure was made)."""
+from rbcflow.schema import SAMPLE_COLUMNS
 
 _DONE = ("ok", "skipped")
 
