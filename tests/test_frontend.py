@@ -170,3 +170,15 @@ def test_cli_track_writes_outputs_and_reports_bad_inputs(synthetic_avi, tmp_path
     assert again.exit_code == 1 and "exists already" in again.stderr
     help_text = runner.invoke(main, ["track", "--help"]).output
     assert "Examples" in help_text and "--scale" in help_text
+
+
+def test_no_cell_hint_names_only_the_options_of_the_command(tmp_path):
+    """The front end states the fact; ``rbcflow track`` adds its ``--threshold`` hint."""
+    noise = np.random.default_rng(0).normal(128, 1, (40, 64, 80)).astype(np.uint8)
+    path = tmp_path / "blank.avi"
+    write_avi(path, noise, fps=60)
+    with pytest.raises(NoCellsError) as info:
+        run_frontend(open_video(path))
+    assert "no cell track" in str(info.value) and "--threshold" not in str(info.value)
+    res = CliRunner().invoke(main, ["track", str(path), "--out", str(tmp_path / "o"), "-q"])
+    assert res.exit_code == 1 and "try a lower --threshold" in res.stderr

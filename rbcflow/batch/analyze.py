@@ -28,14 +28,14 @@ import pandas as pd
 
 from rbcflow.batch.acquisition import OUTPUT_FILES, analyze_acquisition
 from rbcflow.batch.inputs import (
+    ANALYZE_NO_CELLS_HINT,
     SKIPPED_NAME,
-    analyze_message,
     disk_full,
     drop_unused_folder,
     input_problem,
     merge_skipped,
 )
-from rbcflow.errors import OutputError, RbcflowError, VideoReadError
+from rbcflow.errors import NoCellsError, OutputError, RbcflowError, VideoReadError
 from rbcflow.io.discover import discover
 from rbcflow.io.folders import check_output_dir, claim_output, output_lock
 from rbcflow.io.outputs import remove_stale_temporaries
@@ -223,7 +223,8 @@ def analyze_batch(
                 raise  # the output folder itself: every later acquisition would fail too
             error, tb = exc, traceback.format_exc()
             reason = str(exc) if isinstance(exc, RbcflowError) else f"{type(exc).__name__}: {exc}"
-            reason = analyze_message(reason)
+            if isinstance(exc, NoCellsError):
+                reason += ANALYZE_NO_CELLS_HINT
             folder = claimed[0] if claimed else None
             if drop_unused_folder(folder):
                 folder = None

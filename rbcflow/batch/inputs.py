@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -95,25 +94,12 @@ def disk_full(exc: BaseException) -> bool:
     return False
 
 
-_THRESHOLD_HINT = re.compile(r";?\s*try a lower --threshold[^)]*")
 ANALYZE_NO_CELLS_HINT = (
     "; analyze sets the detection threshold itself: check that the video shows moving cells "
     "in focus, and see what `rbcflow track` finds in it"
 )
-
-
-def analyze_message(text: str) -> str:
-    """A front-end message as ``analyze`` shows it: the ``--threshold`` hint (an option of
-    ``rbcflow track``, not of analyze) becomes what analyze offers.
-
-    Examples
-    --------
-    >>> analyze_message("x: (threshold 2; try a lower --threshold)")  # doctest: +ELLIPSIS
-    'x: (threshold 2; analyze sets the detection threshold itself: ...)'
-    """
-    if "--threshold" not in text:
-        return text
-    return _THRESHOLD_HINT.sub(ANALYZE_NO_CELLS_HINT, text, count=1)
+"""What ``analyze`` adds to the front end's "no cell track found" (``rbcflow track`` adds its
+``--threshold``: each command names only the options it has)."""
 
 
 def merge_skipped(

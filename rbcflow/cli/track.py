@@ -14,6 +14,7 @@ import click
 
 from rbcflow.cli.main import for_each_input, main, parse_scale, progress_bar
 from rbcflow.config import CropConfig, DetectionConfig, FrontEndConfig, ReaderConfig
+from rbcflow.errors import NoCellsError
 
 
 def track_one(video: str, out: Path, cfg: FrontEndConfig, force: bool, quiet: bool) -> None:
@@ -25,7 +26,12 @@ def track_one(video: str, out: Path, cfg: FrontEndConfig, force: bool, quiet: bo
     def bars(total, desc, unit):
         return progress_bar(total, name if desc == "frames" else desc, unit, quiet)
 
-    done = track_to_folder(video, out, cfg, force=force, progress=bars)
+    try:
+        done = track_to_folder(video, out, cfg, force=force, progress=bars)
+    except NoCellsError as exc:  # the front end states the fact; the hint is this command's
+        raise NoCellsError(
+            f"{exc.reason}; try a lower --threshold if the video shows cells", exc.path
+        ) from None
     result = done.run.frontend
     if not quiet:
         for w in done.run.warnings:

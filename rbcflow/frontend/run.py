@@ -267,8 +267,7 @@ def run_frontend(
     if not kept:
         raise NoCellsError(
             f"no cell track found: no object was followed for {cfg.tracking.min_length} "
-            f"frames or more in {n_frames} frames (detection threshold {detector.threshold:.2f}"
-            f"; try a lower --threshold if the video does show cells)",
+            f"frames or more in {n_frames} frames (detection threshold {detector.threshold:.2f})",
             reader.source,
         )
     positions, tracks = tracks_to_tables(kept, edges, track_rows=rows)
