@@ -250,18 +250,19 @@ def model_origin(folder: str | os.PathLike) -> ModelOrigin:
     cfg = read_config(folder)
     wpath = folder / cfg.get("weights_file", WEIGHTS_FILE)
     _regular_size(wpath, "weights file", WEIGHTS_MAX_BYTES, folder)
-    digest = sha256_file(wpath)
+    config_bytes, weights_bytes = (folder / CONFIG_FILE).read_bytes(), wpath.read_bytes()
+    digest = hashlib.sha256(weights_bytes).hexdigest()
     if digest != cfg["weights_sha256"]:
         raise ModelError(
             f"{wpath.name} is damaged or altered: its SHA-256 {digest[:12]}... differs from "
             f"the config's {str(cfg['weights_sha256'])[:12]}...",
             folder,
         )
-    config_digest = sha256_file(folder / CONFIG_FILE)
+    config_digest = hashlib.sha256(config_bytes).hexdigest()
     pinned = SHIPPED_SHA256.get(int(cfg["stage"]), {})
     shipped = pinned.get(CONFIG_FILE) == config_digest and pinned.get(WEIGHTS_FILE) == digest
-    h = hashlib.sha256((folder / CONFIG_FILE).read_bytes())
-    h.update(wpath.read_bytes())
+    h = hashlib.sha256(config_bytes)  # the folder's short checksum, as folder_checksum
+    h.update(weights_bytes)
     return ModelOrigin(
         stage=int(cfg["stage"]),
         origin=SHIPPED if shipped else USER_SUPPLIED,
