@@ -19,18 +19,13 @@ import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from rbcflow.io.discover import SPECIAL_KINDS
 from rbcflow.io.folders import SOURCE_MARKER
 from rbcflow.io.outputs import remove_stale_temporaries
 
 SKIPPED_NAME = "skipped.csv"
 """Run-level list of what discovery skipped (``path``, ``reason``), merged across runs."""
 
-_SPECIAL = {
-    stat.S_IFIFO: "a FIFO (named pipe)",
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-    stat.S_IFSOCK: "a socket",
-}
 _FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
@@ -52,7 +47,7 @@ def input_problem(path: str | os.PathLike) -> str | None:
         if exc.errno == errno.ENOENT:
             return "a broken symbolic link" if os.path.islink(path) else "no such file or folder"
         return f"cannot be examined: {exc.strerror or exc}"
-    kind = _SPECIAL.get(stat.S_IFMT(st.st_mode))
+    kind = SPECIAL_KINDS.get(stat.S_IFMT(st.st_mode))
     if kind is not None:
         return f"{kind}, not a video file: not opened"
     need = os.R_OK | os.X_OK if stat.S_ISDIR(st.st_mode) else os.R_OK

@@ -27,12 +27,13 @@ MOVIE_EXTENSIONS: tuple[str, ...] = (".avi", ".mp4", ".mov", ".mkv")
 SKIPPED_COLUMNS: tuple[str, ...] = ("path", "reason")
 """Columns of the skipped list (:meth:`Discovery.skipped_rows`, ``OUT/skipped.csv``)."""
 
-_KINDS = {
+SPECIAL_KINDS = {
     stat.S_IFIFO: "a FIFO (named pipe)",
     stat.S_IFCHR: "a character device",
     stat.S_IFBLK: "a block device",
     stat.S_IFSOCK: "a socket",
 }
+"""Files that are never opened (a read could block forever or never end), in words."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def examine(path: str | os.PathLike) -> tuple[str, str | None]:
                 return "link", "broken symbolic link"
             return "missing", "no such file or folder"
         return "error", f"cannot be examined ({exc.strerror or exc})"
-    kind = _KINDS.get(stat.S_IFMT(mode))
+    kind = SPECIAL_KINDS.get(stat.S_IFMT(mode))
     if kind is None:
         return "ok", None
     return "special", f"{kind}, not a regular file: not opened"
