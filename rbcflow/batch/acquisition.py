@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from rbcflow import schema
+from rbcflow.classify.stream import gallery_strip
 from rbcflow.errors import OutputError
 from rbcflow.io.folders import claim_output
 from rbcflow.io.outputs import (
@@ -67,10 +68,7 @@ class StripKeeper:
                 raise OutputError(f"cannot move aside: {exc.strerror or exc}", old) from exc
 
     def __call__(self, row: dict, crops: np.ndarray) -> None:
-        crops = np.asarray(crops, dtype=np.uint8)
-        if len(crops) > self.max_frames:
-            crops = crops[np.linspace(0, len(crops) - 1, self.max_frames).round().astype(int)]
-        strip = crops.transpose(1, 0, 2).reshape(crops.shape[1], -1)
+        strip = gallery_strip(np.asarray(crops, dtype=np.uint8), self.max_frames)
         write_png_atomic(self.folder / f"{int(row['track_id'])}.png", strip, fsync=False)
 
 
