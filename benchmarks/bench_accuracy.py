@@ -22,6 +22,13 @@ Usage::
    (nested: no group helps correct itself), and the mean and max absolute error and the
    interval's coverage are printed per group and unreliable share.
 
+Estimators (``--methods``): ``naive``, ``stage2``, ``adjusted``, ``em`` (the default) and the
+ones that read stage 1's scores too, ``soft``, ``leakmix``, ``blend``
+(:mod:`rbcflow.classify.leakage`), given the other groups' out-of-fold predictions as their
+calibration blocks. ``--pools FILE`` caches the variants' probabilities (the slow part) so that
+a second run with other ``--methods`` or ``--seed`` (the virtual acquisitions' draws) starts
+at once; ``--rows FILE`` writes every acquisition's estimates and intervals.
+
 Groups: ``BK`` (reliable cells of patient BK, unreliable of date BG1017), ``BM`` (BM; BG1022),
 ``BG1017`` and ``BG1022`` (reliable and unreliable of that date; stage 2 never saw patient BG).
 The public data hold real unreliable sequences of one patient only (BG): the unreliable pools
@@ -182,10 +189,17 @@ def group_rates(name: str, oof1: pd.DataFrame, oof2: pd.DataFrame, thr1: float):
         phi = raw[n] / max(shrunk[n], 1)
         out[n] = max(1, int(round(nested[n] / phi))) if nested[n] else 0
         out[k] = min(out[n], int(round(nested[k] / phi)))
-    return ValidatedRates(**out), o2
+    return ValidatedRates(**out), o2, o1
 
 
-def simulate(pools, rates, temperature, thr1, n_rel, reps, rng) -> list[dict]:
+def blocks_of(o1: pd.DataFrame, o2: pd.DataFrame) -> tuple[dict, dict]:
+    """Calibration blocks (as a model config holds them) of the other groups' out-of-fold
+    predictions: what the ``soft`` and ``leakmix`` estimators read."""
+    one = {"p_reliable": o1["p"].tolist(), "label": o1["label"].tolist()}
+    return one, {"p_tank_treading": o2["p"].tolist(), "label": o2["label"].tolist()}
+
+
+def simulate(pools, rates, temperature, thr1, n_rel, reps, rng, blocks=None) -> list[dict]:
     """Virtual acquisitions labelled and estimated by the product's own functions."""
     from rbcflow.classify.calibration import estimate_acquisition
     from rbcflow.classify.labels import label_tracks
@@ -211,6 +225,7 @@ def simulate(pools, rates, temperature, thr1, n_rel, reps, rng) -> list[dict]:
                     "share": share,
                     "truth": truth,
                     "precision": kept[:n_rel].sum() / max(kept.sum(), 1),
+                    "rejected_share": 1 - kept.mean(),
                 }
                 for method in METHODS:
                     e = estimate_acquisition(
@@ -221,20 +236,26 @@ def simulate(pools, rates, temperature, thr1, n_rel, reps, rng) -> list[dict]:
                         EstimateConfig(method=method, n_boot=400),
                         p_tank_treading=p2,
                         temperature=temperature,
+                        p_reliable=p1,
+                        blocks=blocks,
                     )
                     row[method] = e["tank_treading_fraction"]
                     row[method + "_cover"] = e["ci_low"] <= truth <= e["ci_high"]
                     row[method + "_halfwidth"] = (e["ci_high"] - e["ci_low"]) / 2
+                    row[method + "_low"], row[method + "_high"] = e["ci_low"], e["ci_high"]
                 out.append(row)
     return out
 
 
-METHODS = ("naive", "stage2", "adjusted", "em")
+METHODS = ("naive", "stage2", "adjusted", "em", "soft", "leakmix", "blend")
 
 
-def composites(name, chosen, cv, rates, temperature, thr1, n, n_rel, work, seed) -> list[dict]:
+def composites(
+    name, chosen, cv, rates, temperature, thr1, n, n_rel, work, seed, keep=None, shares=(0.5, 0.85)
+) -> list[dict]:
     """Videos composited from the group's own crops, the front end run on them, the tracks
-    classified by the group's members and the fraction estimated (EM) with nested rates."""
+    classified by the group's members and the fraction estimated (EM) with nested rates;
+    ``keep`` (a list) also gets each video's tracks table, with its truth and share."""
     from rbcflow.classify.calibration import estimate_acquisition
     from rbcflow.classify.inference import load_classifier
     from rbcflow.config import EstimateConfig
@@ -246,7 +267,7 @@ def composites(name, chosen, cv, rates, temperature, thr1, n, n_rel, work, seed)
     settings = AnalysisSettings(report=report)
     rng = np.random.default_rng(seed)
     out = []
-    for share in (0.5, 0.85):
+    for share in shares:
         n_un = int(round(n_rel * share / (1 - share)))
         for i, f in enumerate(np.linspace(0.6, 0.95, n)):
             n_tt = int(round(f * n_rel))
@@ -254,6 +275,8 @@ def composites(name, chosen, cv, rates, temperature, thr1, n, n_rel, work, seed)
             expected = real_mix(chosen, (n_tt, n_rel - n_tt, n_un), video, rng, seed + i)
             res = analyze(video, clf, settings, threaded=False)
             t = res.tracks
+            if keep is not None:
+                keep.append(t.assign(group=name, share=share, truth=expected))
             e = estimate_acquisition(
                 t["label"],
                 t["rule"],
@@ -286,6 +309,7 @@ def composites(name, chosen, cv, rates, temperature, thr1, n, n_rel, work, seed)
 
 
 def main() -> None:
+    global METHODS
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="../shared/data/darrin2023")
     ap.add_argument("--cv", default="cv", help="--cv-out of models/train_defaults.py")
@@ -295,6 +319,12 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=20, help="acquisitions per share and fraction")
     ap.add_argument("--reliable-threshold", type=float, default=ReportConfig().reliable_threshold)
     ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--methods", default=",".join(METHODS), help="estimators to compare")
+    ap.add_argument("--seed", type=int, default=0, help="draws of the virtual acquisitions")
+    ap.add_argument("--rows", help="write every virtual acquisition's estimates here (.csv)")
+    ap.add_argument(
+        "--pools", help="cache of the variants' probabilities (.npz): read if present, else written"
+    )
     ap.add_argument(
         "--composites", type=int, default=0, help="also N front-end composites per group and share"
     )
@@ -313,23 +343,32 @@ def main() -> None:
     print(pd.DataFrame(figures["stages"]).round(3).to_string(index=False))
     seqs = [s for n in ("stage1_BG", "stage2_train") for s in read_dataset(Path(args.data) / n)]
     seqs = [s for s in seqs if s.acquisition not in ("BG1017_10s03", "BK1024_10s02")]
-    rng = np.random.default_rng(0)
+    METHODS = tuple(args.methods.split(","))
+    rng = np.random.default_rng(args.seed)
     rows, comp_rows = [], []
+    cache = dict(np.load(args.pools)) if args.pools and Path(args.pools).exists() else {}
+    fresh = len(cache) < 3 * len(GROUPS)
     for name, (s1_fold, s2_fold, rel_pref, unrel_pref) in GROUPS.items():
-        m1 = load_model(cv / f"stage1_{s1_fold}")
-        m2 = load_model(cv / f"stage2_{s2_fold}")
-        k1, k2 = m1.config["input"]["k"], m2.config["input"]["k"]
         pools = {}
         for c in (0, 1, 2):
-            pref = unrel_pref if c == 2 else rel_pref
-            chosen = [s for s in seqs if s.label == c and starts(s.acquisition, pref)]
-            p1 = variant_probabilities(m1, chosen, 1, k1, args.variants, 10 + c, args.heavy)
-            p2 = variant_probabilities(m2, chosen, 2, k2, args.variants, 20 + c, args.heavy)
-            pools[c] = (p1.ravel(), p2.ravel())
-        rates, o2 = group_rates(name, oof1, oof2, thr1)
+            key = f"{name}_{c}"
+            if key not in cache:
+                m1 = load_model(cv / f"stage1_{s1_fold}")
+                m2 = load_model(cv / f"stage2_{s2_fold}")
+                k1, k2 = m1.config["input"]["k"], m2.config["input"]["k"]
+                pref = unrel_pref if c == 2 else rel_pref
+                chosen = [s for s in seqs if s.label == c and starts(s.acquisition, pref)]
+                p1 = variant_probabilities(m1, chosen, 1, k1, args.variants, 10 + c, args.heavy)
+                p2 = variant_probabilities(m2, chosen, 2, k2, args.variants, 20 + c, args.heavy)
+                cache[key] = np.stack([p1.ravel(), p2.ravel()])
+            pools[c] = (cache[key][0], cache[key][1])
+        if args.pools and fresh:
+            np.savez(args.pools, **cache)  # as soon as made: an interrupted run keeps them
+        rates, o2, o1 = group_rates(name, oof1, oof2, thr1)
         rel2 = o2[o2["label"] != 2]
         temp = fit_temperature(rel2["p"].to_numpy(), (rel2["label"] == 0).to_numpy())
-        for r in simulate(pools, rates, temp, thr1, args.reliable, args.reps, rng):
+        blocks = blocks_of(o1, o2)
+        for r in simulate(pools, rates, temp, thr1, args.reliable, args.reps, rng, blocks):
             rows.append({"group": name, **r})
         if args.composites and name in args.composite_groups.split(","):
             chosen = {
@@ -347,6 +386,8 @@ def main() -> None:
                     name, chosen, cv, rates, temp, thr1, args.composites, 60, Path(tmp), 7
                 )
     df = pd.DataFrame(rows)
+    if args.rows:
+        df.to_csv(args.rows, index=False)
     summary = []
     for (g, share), d in df.groupby(["group", "share"]):
         rec = {"group": g, "unreliable": share, "s1_precision": d["precision"].mean()}
@@ -367,7 +408,7 @@ def main() -> None:
     cols = ["group", "unreliable", "s1_precision"]
     for m in METHODS:
         cols += [f"{m}_mean", f"{m}_max"]
-    cols += ["stage2_cover", "em_cover", "em_halfwidth"]
+    cols += [f"{m}_cover" for m in METHODS] + [f"{m}_halfwidth" for m in METHODS]
     print(s[cols].round(3).to_string(index=False))
     for m in METHODS:
         err = (df[m] - df["truth"]).abs()

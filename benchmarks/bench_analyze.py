@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -313,7 +314,8 @@ def speed(
 
     print(
         f"\n(b) speed and (c) memory: 1024x768 uncompressed {bits}-bit AVI at 60 fps, "
-        f"{available_cores()} cores, classifiers on {device}; thread settings (torch intra-op, "
+        f"{available_cores()} cores, load average {os.getloadavg()[0]:.1f} at the start, "
+        f"classifiers on {device}; thread settings (torch intra-op, "
         "OpenCV) while the front end runs, interleaved; medians. RTF = wall / duration; "
         "'process' includes interpreter start-up, imports and model loading"
     )
@@ -342,7 +344,8 @@ def speed(
             rss = max(r["peak_rss_mb"] for r in rs)
             print(
                 f"    {label:<34} process {pw:6.1f} s wall (RTF {pw / duration:4.2f}), "
-                f"{pc:6.1f} s CPU; in-process {w:6.1f} s (RTF {w / duration:4.2f}); "
+                f"{pc:6.1f} s CPU ({1000 * pc / n:.2f} ms/frame, the load-robust figure); "
+                f"in-process {w:6.1f} s (RTF {w / duration:4.2f}); "
                 f"peak RSS {rss:5.0f} MB; {rs[0]['tracks']} tracks; "
                 f"outputs {_same_outputs(first, rs[0]['output'])}"
             )

@@ -5,6 +5,7 @@ Usage::
     python benchmarks/bench_frontend.py                    # accuracy + speed + 5-minute memory
     python benchmarks/bench_frontend.py --frames 600 --seeds 0 1 2 --memory-frames 0
     python benchmarks/bench_frontend.py --preset hard --codecs ffv1 --memory-frames 0
+    python benchmarks/bench_frontend.py --preset hard --codecs ffv1 --memory-frames 0 --cases
 
 1. Accuracy and speed: a synthetic 1024x768, 60 fps acquisition (~10 cells in view) is written
    as a 24-bit AVI to a temporary folder, once per codec: ``ffv1`` (lossless, the synthetic
@@ -137,7 +138,7 @@ def accuracy_and_speed(
     frames: int, seed: int, folder: Path, codec: str, cold: bool = False, preset: str = "easy"
 ) -> dict:
     from rbcflow.frontend import run_frontend
-    from rbcflow.frontend.scoring import score_tracks
+    from rbcflow.frontend.scoring import describe_cases, score_tracks
     from rbcflow.io.avi import write_avi
     from rbcflow.io.video import open_video
     from rbcflow.synthetic import preset_config, render_acquisition, write_frames
@@ -181,6 +182,7 @@ def accuracy_and_speed(
     if twin is not None:
         twin.unlink()
     s = score_tracks(result.positions, acq.truth)
+    cases = describe_cases(result.positions, acq.truth, s)
     fe_fps = result.n_frames / wall
     tracking_fps = result.n_frames / result.timings["tracking"]
     dec = 0.5 * (d1 + d2)
@@ -214,6 +216,7 @@ def accuracy_and_speed(
         "tracking_pass_ratio": tracking_fps / dec,
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
         "cell_diameter_px": result.cell_diameter,
+        "cases": cases,
     }
 
 
@@ -281,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         help="synthetic conditions (rbcflow.synthetic.PRESETS): easy ~10 cells on separate "
         "lanes; hard 25 in view, 4-28 px/frame, 14 px passes, flicker, drift, faint frames",
     )
+    ap.add_argument(
+        "--cases", action="store_true", help="print each fragmented and each false track"
+    )
     ap.add_argument("--memory-frames", type=int, default=18000, help="0 skips the memory run")
     ap.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -320,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['fragment_rate']:.3f} | joins {r['joins']}"
             )
             print(f"         timings {r['timings_s']}")
+            if args.cases:
+                for line in r["cases"]:
+                    print(f"         {line}")
     rec = [r["recall"] for r in rows]
     n_true = sum(r["true_tracks"] for r in rows)
     pooled = sum(r["recall"] * r["true_tracks"] for r in rows) / max(n_true, 1)

@@ -1,12 +1,14 @@
 """rbcflow review: a simulated reviewer, page load and decision save times.
 
-1. Fraction error after 0, 25, 50, 100 reviewed tracks, in the tool's order
-   (:func:`rbcflow.review.order.review_order`) and in random orders, on synthetic acquisitions
+1. Fraction error after 0, 25, 50, 100 reviewed tracks, in the tool's order (re-ranked after
+   every decision, :func:`rbcflow.review.order.review_order`), in random orders and in the
+   order used before re-ranking (with the plain count it had), on synthetic acquisitions
    analysed by ``rbcflow analyze`` (the shipped models): the reviewer answers with the
    synthetic truth (each analysed track takes the true cell it followed in most of its frames;
    a track matching no true cell is unreliable). The truth is the fraction of the true tracks
    (``NAME.tracks.csv``). Each decision goes through :func:`record_decision` (the real files),
-   the figure read back is ``tank_treading_fraction_reviewed``.
+   the figure read back is ``tank_treading_fraction_reviewed`` (the stratified estimate) and
+   whether its interval covers the truth.
 2. The acquisition page with 2,000 tracks: server time to render it, and the time headless
    Chromium takes until the page is usable (``body[data-ready]``, the first strip shown).
 3. One decision saved (``POST /decide``: review.csv, report.csv, run.json, report.html).
@@ -16,6 +18,10 @@ Usage::
     rbcflow synth u85.avi --frames 3600 --size 640x480 --cells 14 --unreliable-fraction 0.85
     rbcflow analyze u85.avi --out res/
     python benchmarks/bench_review.py res/ --truth u85.avi [--truth ...]
+    python benchmarks/bench_review.py --learning-loop [--variants default,guarded,gentle,head-only]
+
+4. ``--learning-loop`` (needs ../shared): :mod:`_learning_loop` (review a held-out shared
+   acquisition, export-labels, fine-tune, score the same patient-day's other acquisitions).
 
 Timings are taken on whatever machine runs it (say whether it was loaded).
 """
@@ -31,8 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rbcflow.review.decide import record_decision, reviewed_labels
-from rbcflow.review.order import review_order
+from rbcflow.review.decide import record_decision, review_queue
 from rbcflow.review.store import Results, read_review
 from rbcflow.synthetic import truth_paths
 
@@ -61,18 +66,46 @@ def true_labels(folder: Path, video: Path) -> tuple[dict[int, str], float]:
     return out, tt / (tt + fl)
 
 
-def simulate(root: Path, name: str, truth: dict[int, str], order: list[int]) -> list[float]:
-    """Reviewed fraction after each step of STEPS, reviewing ``order`` with the truth."""
+def simulate(root: Path, name: str, truth: dict[int, str], order: list[int] | None) -> list:
+    """(fraction, ci_low, ci_high, counted fraction) after each step of STEPS, reviewing with
+    the truth; ``order`` None: the tool's order, re-ranked after every decision (the order
+    :func:`record_decision` returns, as the page gets it)."""
     res = Results(root)
     acq = res.acquisition(name)
-    out = [float(acq.row["tank_treading_fraction"] or "nan")]
-    done = 0
+    f0 = float(acq.row["tank_treading_fraction"] or "nan")
+    out = [(f0, float(acq.row["ci_low"] or "nan"), float(acq.row["ci_high"] or "nan"), f0)]
+    queue = review_queue(acq, {})
+    done: set[int] = set()
     for step in STEPS[1:]:
-        for tid in order[done:step]:
-            figs = record_decision(res, acq, tid, truth[tid], "simulated")
-        done = min(step, len(order))
-        out.append(figs["tank_treading_fraction_reviewed"])
+        while len(done) < min(step, len(queue)):
+            tid = next(t for t in queue if t not in done) if order is None else order[len(done)]
+            new: list[int] = []
+            figs = record_decision(res, acq, tid, truth[tid], "simulated", derived=False, queue=new)
+            done.add(tid)
+            queue = new
+        out.append(
+            (
+                figs["tank_treading_fraction_reviewed"],
+                figs["ci_low_reviewed"],
+                figs["ci_high_reviewed"],
+                figs["counted_fraction"],
+            )
+        )
     return out
+
+
+def old_order(acq) -> list[int]:
+    """The order before re-ranking (expected change of the plain count, computed once)."""
+    from _old_order import expected_change
+
+    t = acq.tracks
+    score = expected_change(
+        t["label"].to_numpy(object),
+        t["p_reliable"].to_numpy(float),
+        t["p_tank_treading"].to_numpy(float),
+    )
+    ids = t["track_id"].to_numpy(int)
+    return [int(ids[i]) for i in np.lexsort((ids, -score))]
 
 
 def fraction_errors(root: Path, videos: list[Path], n_random: int, seed: int) -> pd.DataFrame:
@@ -82,31 +115,27 @@ def fraction_errors(root: Path, videos: list[Path], n_random: int, seed: int) ->
         name = video.stem
         truth, f_true = true_labels(root / name, video)
         acq = Results(root).acquisition(name)
-        t = acq.tracks
-        tool = review_order(
-            t["track_id"].to_numpy(),
-            reviewed_labels(acq, {}),
-            t["p_reliable"].to_numpy(float),
-            t["p_tank_treading"].to_numpy(float),
-        )
-        orders = [("tool", tool)] + [
-            (f"random{i}", list(rng.permutation(tool))) for i in range(n_random)
+        ids = [int(x) for x in acq.tracks["track_id"]]
+        orders = [("tool", None), ("before (plain count, fixed order)", old_order(acq))] + [
+            ("random", [int(x) for x in rng.permutation(ids)]) for _ in range(n_random)
         ]
         all_tt = sum(v == "tank-treading" for v in truth.values())
         all_fl = sum(v == "flipping" for v in truth.values())
         for kind, order in orders:
             with tempfile.TemporaryDirectory() as tmp:
                 work = Path(tmp) / "res"
-                shutil.copytree(root, work)
-                fr = simulate(work, name, truth, [int(x) for x in order])
-            for step, f in zip(STEPS, fr, strict=True):
+                shutil.copytree(root, work, ignore=shutil.ignore_patterns("*.avi", "strips"))
+                fr = simulate(work, name, truth, order)
+            for step, (f, lo, hi, counted) in zip(STEPS, fr, strict=True):
+                est = counted if kind.startswith("before") else f
                 rows.append(
                     {
                         "acquisition": name,
-                        "tracks": len(t),
-                        "order": "tool" if kind == "tool" else "random",
+                        "tracks": len(ids),
+                        "order": kind,
                         "reviewed": step,
-                        "error": abs(f - f_true),
+                        "error": abs(est - f_true),
+                        "covered": bool(lo <= f_true <= hi),
                         "floor": abs(all_tt / (all_tt + all_fl) - f_true),
                     }
                 )
@@ -231,7 +260,28 @@ def main() -> None:
     ap.add_argument("--random", type=int, default=20, help="random orders per acquisition")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-timing", action="store_true")
+    ap.add_argument(
+        "--learning-loop",
+        action="store_true",
+        help="review a held-out shared acquisition, fine-tune, score the patient-day's others",
+    )
+    ap.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs (learning loop)")
+    ap.add_argument(
+        "--variants",
+        default="default,guarded",
+        help="fine-tuning variants of the learning loop (_learning_loop.VARIANTS), comma-separated",
+    )
     args = ap.parse_args()
+    if args.learning_loop:
+        from _learning_loop import SHARED, VARIANTS, learning_loop, report
+
+        if not SHARED.is_dir():
+            raise SystemExit(f"the learning loop needs the shared data at {SHARED}")
+        variants = {v: VARIANTS[v] for v in args.variants.split(",")}
+        df = learning_loop(variants, epochs=args.epochs, seed=args.seed)
+        print(df.round(3).to_string())
+        print(report(df))
+        return
     if args.results is not None and args.truth:
         df = fraction_errors(args.results, args.truth, args.random, args.seed)
         for name, d in df.groupby("acquisition"):
@@ -241,7 +291,12 @@ def main() -> None:
             )
         table = df.groupby(["order", "reviewed"])["error"].agg(["mean", "max"]).unstack("order")
         print("fraction error (mean, max over acquisitions; random: over orders too)")
-        print(table.round(4).to_string())
+        print(table.round(3).to_string())
+        tool = df[df["order"] == "tool"]
+        print("interval covers the truth (share of acquisitions x orders):")
+        cov = df[~df["order"].str.startswith("before")]
+        print(cov.groupby(["reviewed", "order"])["covered"].mean().unstack().round(2).to_string())
+        print(tool.pivot(index="acquisition", columns="reviewed", values="error").round(3))
     if not args.no_timing:
         t = page_and_save_times()
         print(

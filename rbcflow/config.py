@@ -15,7 +15,7 @@ from typing import Any
 
 from rbcflow.schema import CROP_SIZE, MIN_TRACK_LENGTH
 
-PIPELINE_GENERATION = "4"
+PIPELINE_GENERATION = "5"
 """Generation of the pipeline's results, hashed into every :func:`params_id`.
 
 Bump it in the same commit as any change that makes earlier results incompatible (a changed
@@ -28,7 +28,9 @@ package layout of docs/architecture.md (same numbers, new provenance fields); 3 
 columns of ``tracks.csv``, models validated on left-out patients and dates, and no border
 frame in the classifiers' crops (``classified_frames``); 4 = the front end's gap closing,
 fragment joining, close-pair splitting and per-frame gain/offset normalisation (positions.csv's
-``detected``), report.csv's ``model_origin``, reviewed and sample-metadata columns.
+``detected``), report.csv's ``model_origin``, reviewed and sample-metadata columns; 5 = the
+front end's fragment joining by assignment over a 24-frame window, lane gating, full-resolution
+pair splitting and a threshold that follows each frame's noise (issue 12).
 """
 
 
@@ -84,6 +86,14 @@ class DetectionConfig:
         split (:mod:`rbcflow.frontend.splitting`); ``split_distance`` 0 never splits.
     normalise : subtract each frame's fitted ``gain * background + offset``
         (:mod:`rbcflow.frontend.normalise`) instead of the background: flicker and drift.
+    pair_mass, pair_factor : a detection left whole whose footprint mass is at least
+        ``pair_mass`` one-cell areas is cut in two at full resolution when its two halves'
+        centres lie at least ``pair_factor`` x the footprint diameter apart
+        (:func:`rbcflow.frontend.splitting.split_pairs`: cells ~14 px apart); ``pair_mass`` 0
+        never does.
+    adaptive_threshold : scale the threshold per frame by that frame's noise over the
+        calibration frames' (:meth:`rbcflow.frontend.detection.FrameDetector.frame_threshold`:
+        the median local variance of the normalised background).
     """
 
     downsample: int = 4
@@ -97,6 +107,9 @@ class DetectionConfig:
     split_factor: float = 0.78
     split_area: float = 1.1
     normalise: bool = True
+    pair_mass: float = 1.8
+    pair_factor: float = 0.9
+    adaptive_threshold: bool = True
 
 
 @dataclass(frozen=True)
@@ -113,7 +126,9 @@ class TrackingConfig:
     max_speed : largest plausible speed along x, pixels/frame; min_speed the smallest
         (negative allows a little backward jitter). They gate a new track's second detection,
         before it has a velocity.
-    max_dy : largest plausible motion across the flow per frame, pixels.
+    max_dy : largest plausible motion across the flow per frame, pixels: it gates a new
+        track's second detection and every track's assignment (a detection pulled farther off
+        the lane is the merged blob of the cell and a neighbour).
     refine : refine positions by cross-correlating the cell patch between consecutive frames.
     refine_search : half-size of the cross-correlation search window around the prediction, px.
     centroid_weight : weight of the detection centroid against the cross-correlation position
@@ -124,7 +139,11 @@ class TrackingConfig:
         another object are flagged ``interference``.
     join_window, join_radius, join_growth : fragment joining (:mod:`rbcflow.frontend.joining`):
         an ended track waits ``join_window`` frames (0: no joining) for a fragment starting
-        within ``join_radius + join_growth * (gap - 1)`` px of its prediction.
+        within ``join_radius + join_growth * (gap - 1)`` px of its prediction along the flow.
+    join_dy : and within ``join_dy + 0.1 * gap`` px of it across the flow (cells keep their
+        lane; a neighbour on the next lane is ~14 px away at the closest).
+    join_overlap : a fragment may start up to this many frames before the ended track's last
+        frame (two tracks on one cell for a frame or two); the overlap is cut from the first.
     """
 
     min_length: int = MIN_TRACK_LENGTH
@@ -138,9 +157,11 @@ class TrackingConfig:
     centroid_weight: float = 0.3
     min_correlation: float = 0.5
     interference_distance: float = 18.0
-    join_window: int = 8
+    join_window: int = 24
     join_radius: float = 10.0
     join_growth: float = 1.0
+    join_dy: float = 6.0
+    join_overlap: int = 2
 
 
 @dataclass(frozen=True)

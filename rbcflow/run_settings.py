@@ -97,12 +97,22 @@ class ReviewConfig:
     thumbnail_width : width of the field thumbnail (``thumbnail.png``, the background), pixels.
     host : the address ``rbcflow review`` listens on (local only by default).
     port : its port (0: any free port).
+    p_reliable_edges, p_tank_treading_edges : bin edges of the reviewed estimate's strata
+        (:mod:`rbcflow.review.stratified`; the tank-treading bins split the reliable calls).
+    prior_strength : pseudo-tracks of each stratum's prior (``prior_call_weight`` of it on the
+        call, the rest on the classifiers' probabilities); a few reviews of a stratum outweigh
+        it.
+    prior_call_weight : the share of that prior put on the stratum's call.
     """
 
     strip_max_frames: int = 150
     thumbnail_width: int = 480
     host: str = "127.0.0.1"
     port: int = 8765
+    p_reliable_edges: tuple[float, ...] = (0.05, 0.2, 0.5, 0.8, 0.95)
+    p_tank_treading_edges: tuple[float, ...] = (0.1, 0.3, 0.7, 0.9)
+    prior_strength: float = 4.0
+    prior_call_weight: float = 0.97
 
 
 @dataclass(frozen=True)
@@ -117,3 +127,35 @@ class InferenceConfig:
 
     batch_size: int = 256
     cpu_batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class ParallelConfig:
+    """How ``analyze --workers`` / ``--scheduler`` share a machine or a cluster (not hashed:
+    the engines change the time a batch takes, never a figure; :mod:`rbcflow.batch.parallel`,
+    :mod:`rbcflow.batch.dask_run`, :mod:`rbcflow.batch.workers`).
+
+    worker_peak_mib : one worker's peak resident memory, MiB, what ``--workers auto`` plans
+        with: VmHWM measured 744 MiB for a worker analysing 20-s 480x360 synthetic
+        acquisitions with the shipped models (``benchmarks/bench_workers.py``; 510-580 MiB on
+        160x120 test videos: torch and the models are most of it); the front end holds ~30 MB
+        per megapixel of frame, so the lab's 1024x768 frames add ~20 MB: 800 with a margin.
+    gpu_bytes_per_track : GPU memory one track's classification holds, bytes: every layer's
+        output of the shipped stage-2 ensemble for one track is 3.9 MiB (stage 1's 1.6 MiB;
+        forward hooks on the leaf modules, ``benchmarks/bench_workers.py`` prints it, and on a
+        GPU the allocator's peak per track); the stages run one after the other, and inference
+        frees each layer's input after use, so 4 MiB is an upper bound.
+    gpu_memory_share : the part of the GPU's free memory the workers' batches may take
+        together (the rest: their CUDA contexts, the allocator's rounding).
+    local_workers, local_threads : ``--scheduler local``'s LocalCluster (worker processes,
+        threads each).
+    dask_retries : times a Dask task is run again after it raised (a worker that dies is
+        handled by the scheduler's own ``distributed.scheduler.allowed-failures``, 3 by default).
+    """
+
+    worker_peak_mib: int = 800
+    gpu_bytes_per_track: int = 4 * 1024**2
+    gpu_memory_share: float = 0.8
+    local_workers: int = 2
+    local_threads: int = 1
+    dask_retries: int = 2

@@ -28,6 +28,7 @@ REPORT      one row per acquisition (the contract's columns of ``report.csv``)
 REPORT_COLUMNS  ``report.csv``'s full layout: REPORT, then where and how the row was made
 SAMPLE_METADATA  the sample columns ``report.csv`` ends with (patient, sample, draw date, ...)
 SAMPLE_COLUMNS   one row per blood draw (``samples.csv``: counts pooled over its acquisitions)
+COMPARISON_COLUMNS  one row per reanalysed acquisition, old against new (``comparison.csv``)
 FRAME_STATS one row per frame (front-end side table: illumination and detections per frame)
 
 Objects
@@ -225,8 +226,8 @@ SAMPLE_COLUMNS: dict[str, str] = {  # samples.csv (rbcflow.samples.pool): one ro
 }
 REVIEWED: dict[str, str] = {
     "reviewed_tracks": "Int64",  # tracks a technician reviewed (rbcflow review)
-    "tank_treading_fraction_reviewed": "float64",  # reviewed labels, the other tracks' calls
-    "ci_low_reviewed": "float64",  # its Wilson interval (classify.labels.fraction)
+    "tank_treading_fraction_reviewed": "float64",  # stratified estimate (review.stratified)
+    "ci_low_reviewed": "float64",  # its Monte-Carlo interval
     "ci_high_reviewed": "float64",
 }
 """Columns ``rbcflow review`` fills in ``report.csv`` (empty before any review)."""
@@ -243,6 +244,34 @@ REPORT_COLUMNS: dict[str, str] = {
 """``report.csv``'s columns, declared once: the contract's :data:`REPORT` ones, then the
 acquisition's output folder, parameters id, input fingerprint and analysis time, then the
 sample's metadata (:data:`SAMPLE_METADATA`, empty without a sheet)."""
+
+COMPARED = (
+    "tank_treading_fraction",
+    "ci_low",
+    "ci_high",
+    "verdict",
+    "reliable",
+    "stage1_model",
+    "stage2_model",
+    "params_id",
+    "output",
+    "analysed_at",
+)
+"""The report columns a reanalysis puts side by side (``old_X``, ``new_X``)."""
+COMPARISON_COLUMNS: dict[str, str] = {  # comparison.csv (rbcflow.batch.reanalyze)
+    "patient": "object",
+    "sample": "object",
+    "drawn_at": "object",
+    "acquisition": "object",
+    "source": "object",
+    "status": "object",  # the reanalysis: ok | skipped | failed
+    "message": "object",  # why it failed (one line), else the new row's message
+    "difference": "float64",  # new - old tank_treading_fraction
+    **{f"{age}_{c}": REPORT_COLUMNS[c] for c in COMPARED for age in ("old", "new")},
+}
+"""``comparison.csv``'s columns: the acquisition, then the new fraction minus the old, then each
+:data:`COMPARED` column of the old row (the registry's analysis, ``old_output`` an absolute
+path) beside the new one (the reanalysis, ``new_output`` relative to its folder)."""
 
 FRAME_STATS: dict[str, str] = {
     "frame": "int64",

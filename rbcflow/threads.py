@@ -48,6 +48,35 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+_PROCESS_CORES: int | None = None
+
+
+def worker_cores(workers: int, cores: int | None = None) -> int:
+    """Each of ``workers`` processes' share of the cores: ``cores // workers``, at least 1.
+
+    Examples
+    --------
+    >>> worker_cores(2, 2), worker_cores(3, 16), worker_cores(4, 2)
+    (1, 5, 1)
+    """
+    n = available_cores() if cores is None else max(1, int(cores))
+    return max(1, n // max(1, int(workers)))
+
+
+def set_process_cores(cores: int | None) -> None:
+    """Make :func:`analyze_budget` plan for ``cores`` cores in this process (a worker of
+    ``analyze --workers N`` gets :func:`worker_cores`, so N workers share the machine without
+    oversubscribing it); None: the process' affinity again."""
+    global _PROCESS_CORES
+    _PROCESS_CORES = None if cores is None else max(1, int(cores))
+
+
+def budget_cores() -> int:
+    """The cores :func:`analyze_budget` plans for: the worker's share, else
+    :func:`available_cores`."""
+    return _PROCESS_CORES if _PROCESS_CORES is not None else available_cores()
+
+
 @dataclass(frozen=True)
 class ThreadBudget:
     """Threads each library may use (0: leave that library as it is).
@@ -67,7 +96,8 @@ class ThreadBudget:
 def analyze_budget(
     cores: int | None = None, torch_threads: int = 0, opencv_threads: int = 0
 ) -> ThreadBudget:
-    """The budget of ``analyze`` (front end and classifier at once) on ``cores`` cores.
+    """The budget of ``analyze`` (front end and classifier at once) on ``cores`` cores
+    [default: :func:`budget_cores`, a worker's share of the machine].
 
     ``torch_threads`` / ``opencv_threads`` > 0 override the rule (the benchmark compares
     settings with them; :class:`rbcflow.run_settings.StreamConfig` passes them on).
@@ -81,7 +111,7 @@ def analyze_budget(
     >>> analyze_budget(2, torch_threads=2).torch
     2
     """
-    n = available_cores() if cores is None else max(1, int(cores))
+    n = budget_cores() if cores is None else max(1, int(cores))
     spare = max(0, n - PIPELINE_THREADS)
     torch_n = max(1, min(TORCH_CAP, 1 + spare))
     cv_n = 1 if n < OPENCV_MIN_CORES else max(1, n - PIPELINE_THREADS - torch_n)

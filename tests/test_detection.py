@@ -7,7 +7,8 @@ import pytest
 from _frontend_util import cell_image
 
 from rbcflow.config import DetectionConfig
-from rbcflow.frontend.detection import FrameDetector, detect_frame
+from rbcflow.frontend.detect_table import detect_frame
+from rbcflow.frontend.detection import FrameDetector
 from rbcflow.frontend.footprints import footprint_radius, refine_centroids
 from rbcflow.frontend.variance import auto_threshold, clipped_std, effective_window, local_std
 from rbcflow.schema import DETECTIONS

@@ -46,7 +46,7 @@ def test_a_cell_missing_for_1_2_3_frames_is_one_track(gap):
 
 
 def test_longer_gap_is_joined_as_a_second_pass_and_counted():
-    miss = set(range(10, 16))  # 6 frames: past max_gap (3), within join_window (8)
+    miss = set(range(10, 16))  # 6 frames: past max_gap (3), within join_window (24)
     dets = [[] if t in miss else [(10.0 + 5 * t, 40.0 + 0.1 * t)] for t in range(40)]
     done, link = _link(dets)
     assert len(done) == 1 and link.n_joins == 1 and done[0].joins == 1
@@ -143,8 +143,8 @@ def test_hard_synthetic_preset_recovered():
     s = score_tracks(res.positions, acq.truth)
     assert s["n_true"] >= 40 and s["n_reliable"] >= 20
     assert s["recall_reliable"] >= 0.98 and s["recall"] >= 0.95
-    assert s["median_error"] <= 0.6 and s["false_per_true"] <= 0.05
-    assert s["recall_reliable_whole"] >= 0.9 and s["fragment_rate"] <= 0.1
+    assert s["median_error"] <= 0.6 and s["false_per_true"] <= 0.03
+    assert s["recall_reliable_whole"] >= 0.9 and s["fragment_rate"] <= 0.03  # 1 of 49
     assert res.n_joins > 0 and (~res.positions["detected"]).any()
     # without gap closing and joining, many more true tracks come in pieces
     bare = FrontEndConfig(tracking=TrackingConfig(max_gap=0, join_window=0))

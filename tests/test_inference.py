@@ -155,3 +155,48 @@ def test_shipped_models_carry_their_out_of_fold_calibration(shipped):
     assert rates.tt_rate > 0.85 and rates.fl_rate < 0.1
     strict = shipped.validated_rates(ReportConfig(reliable_threshold=0.9))
     assert strict.rel_rate < rates.rel_rate and strict.leak_rate <= rates.leak_rate
+
+
+def test_inference_network_same_probabilities_and_original_untouched(shipped):
+    import torch
+
+    from rbcflow.classify.inference import inference_network, predict_proba
+    from rbcflow.classify.nets import StackCNN
+    from rbcflow.classify.sampling import prepare
+
+    rng = np.random.default_rng(4)
+    seqs = [
+        np.clip(rng.normal(120, 25, (int(t), 31, 31)), 0, 255).astype(np.uint8)
+        for t in rng.integers(1, 40, 24)
+    ]
+    for model in (shipped.stage1, shipped.stage2):
+        spec = model.config["input"]
+        x = prepare(seqs, int(spec["k"]), str(spec["sampling"]), pad=False)
+        lengths = [len(a) for a in x]
+        before = {k: v.clone() for k, v in model.network.state_dict().items()}
+        ref = predict_proba(model.network, x, lengths, batch_size=8)
+        fast = inference_network(model.network, channels_last=True)
+        got = predict_proba(fast, x, lengths, batch_size=8, channels_last=True)
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+        after = model.network.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before)  # the original as it was
+        assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.network.modules())
+    # the residual network (batch norms inside blocks and on the skip path) folds too
+    net = StackCNN().eval()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):  # not the identity: random statistics
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    xb = torch.from_numpy(rng.normal(0, 1, (6, net.cfg.k, 31, 31)).astype(np.float32))
+    with torch.inference_mode():
+        ref2 = torch.softmax(net(xb), 1)
+        got2 = torch.softmax(inference_network(net)(xb), 1)
+    assert torch.allclose(got2, ref2, atol=1e-6, rtol=0)
+    # the classifier uses the folded copies and gives the original's probabilities
+    p_rel, _ = shipped.predict_proba(seqs)
+    x1 = prepare(seqs, int(shipped.stage1.config["input"]["k"]), "uniform", pad=False)
+    ref1 = predict_proba(shipped.stage1.network, x1, [len(a) for a in x1])
+    i1 = shipped.stage1.config["class_names"].index("reliable")
+    np.testing.assert_allclose(p_rel, ref1[:, i1], rtol=0, atol=1e-6)

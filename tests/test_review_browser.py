@@ -23,6 +23,8 @@ import pytest
 from _review_util import make_results
 
 from rbcflow.io.outputs import CSV_ENCODING
+from rbcflow.review.decide import review_queue
+from rbcflow.review.store import Results, read_review
 
 CHROMIUM = Path(os.environ.get("RBCFLOW_CHROMIUM", "/usr/bin/chromium"))
 NAME = "acq_b_"
@@ -206,6 +208,39 @@ def test_killed_server_and_two_tabs_lose_nothing(browser, tmp_path, cache):
         assert set(review) == {*decided, tab1, tab2}
         assert review[tab2]["reviewed"] == "unreliable" and review[tab1]["reviewed"] == "flipping"
         assert int(_report(root, 5)["reviewed_tracks"]) == 5
+        assert not errors, errors
+    finally:
+        server.kill()
+
+
+def _listed(page) -> list[int]:
+    return page.locator("#tracklist li").evaluate_all("els => els.map(e => Number(e.id.slice(3)))")
+
+
+def test_a_decision_reranks_the_queue(browser, tmp_path, cache):
+    """After each decision the page shows the server's new best track (the first open track
+    of the order recomputed from review.csv), and its list is that order; at least one
+    decision moves a track ahead of the one the old order had next."""
+    root = make_results(tmp_path / "res", cache)
+    server = Server(root)
+    try:
+        page, errors = _open(browser, server)
+        acq = Results(root).acquisition(NAME)
+        assert _current(page) == review_queue(acq, {})[0]
+        moved = 0
+        for i, key in enumerate(("u", "t", "f", "u", "t", "f")):
+            before = _listed(page)
+            page.keyboard.press(key)
+            _saved(page, i + 1)
+            review = read_review(acq)
+            order = review_queue(acq, review)
+            best = next(t for t in order if t not in review)
+            assert _current(page) == best
+            assert _listed(page) == order
+            moved += best != next(t for t in before if t not in review)
+        assert moved >= 1
+        shot = Path(os.environ.get("RBCFLOW_SCREENSHOT_RERANK") or tmp_path / "rerank.png")
+        page.screenshot(path=str(shot), full_page=False)
         assert not errors, errors
     finally:
         server.kill()

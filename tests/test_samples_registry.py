@@ -72,7 +72,7 @@ def test_schema_version_and_migration(tmp_path):
     assert reg.schema_version(con) == 1
     con.close()
     with reg.connect(path) as con:
-        assert reg.schema_version(con) == reg.SCHEMA_VERSION == 2
+        assert reg.schema_version(con) == reg.SCHEMA_VERSION == 3
         cols = [r[1] for r in con.execute("PRAGMA table_info(samples)")]
         assert "shear_rate" in cols
     assert reg.patient_history(path, "BG")[0]["sample"] == "S0"  # kept through the migration

@@ -4,6 +4,9 @@
   folder (positions.csv, tracks.csv, report.html, run.json last).
 - :mod:`rbcflow.batch.analyze`: :func:`analyze_batch` (discovery, skip/resume, failures as
   rows, ``report.csv`` merged under the output folder's lock after each acquisition).
+- :mod:`rbcflow.batch.jobs`, :mod:`~rbcflow.batch.parallel`, :mod:`~rbcflow.batch.dask_run`,
+  :mod:`~rbcflow.batch.workers`: the engines of ``analyze_batch(workers=, scheduler=)`` (one
+  acquisition per job, in worker processes or as Dask tasks; the same ``report.csv``).
 - :mod:`rbcflow.batch.track`: ``rbcflow track``'s folders (the front end's tables and the crops
   in the authors' format).
 

@@ -153,6 +153,104 @@ def rates_at(
     return ValidatedRates(**counts)
 
 
+_LEAK_METHODS = ("soft", "leakmix", "blend")
+
+BLEND_FROM = 0.7
+"""Method ``blend`` averages ``em`` and ``soft`` when stage 1 rejected at least this share of
+the tracks no rule rejected, and is ``em`` below it. A measured alternative, not the default
+(docs/method.md), so it is kept out of :class:`~rbcflow.config.EstimateConfig` (whose fields
+make every run's ``params_id``)."""
+
+
+def calibration_blocks(classifier: Any) -> tuple[Any, Any] | None:
+    """A loaded classifier's stage-1 and stage-2 ``calibration`` blocks (its model configs),
+    as :func:`estimate_acquisition`'s ``blocks``; None for one without model configs."""
+    try:
+        return tuple(getattr(classifier, s).config.get("calibration") for s in ("stage1", "stage2"))
+    except AttributeError:
+        return None
+
+
+def _leak_estimate(
+    method,
+    lab,
+    rule,
+    rates,
+    report,
+    estimate,
+    p_tt,
+    temperature,
+    p_rel,
+    blocks,
+    n_tt,
+    n_fl,
+    n_rej,
+    args,
+) -> dict[str, Any]:
+    """``soft`` / ``leakmix`` of :func:`estimate_acquisition` (rbcflow.classify.leakage)."""
+    from rbcflow.classify.estimate import estimate_fraction
+    from rbcflow.classify.leakage import leakmix_estimate, soft_estimate
+
+    s2 = estimate_fraction(n_tt, n_fl, n_rej, rates, method="stage2", **args)
+    p1 = np.nan_to_num(np.asarray(p_rel, dtype=float), nan=0.0)
+    p2 = np.nan_to_num(np.asarray(p_tt, dtype=float), nan=0.5)
+    prior = rates.tt_n / (rates.tt_n + rates.fl_n)
+    common = dict(confidence=report.confidence, n_boot=400, seed=estimate.seed)
+    if method == "soft":
+        free = rule == ""
+        est = soft_estimate(p1[free], p2[free], *blocks, **common)
+        leaked = s2["estimated_leaked"]
+    else:
+        kept = lab != schema.LABEL_NAMES[schema.UNRELIABLE]
+        unrel = np.asarray(blocks[1]["label"]) == schema.UNRELIABLE
+        pu = np.asarray(blocks[1]["p_tank_treading"], dtype=float)[unrel]
+        est = leakmix_estimate(
+            p1[kept],
+            p2[kept],
+            blocks[0],
+            pu,
+            temperature,
+            prior,
+            report.reliable_threshold,
+            **common,
+        )
+        leaked = est["estimated_leaked"]
+    if np.isfinite(s2["ci_low"]) and np.isfinite(est["ci_low"]):
+        est["ci_low"] = min(est["ci_low"], s2["ci_low"])
+        est["ci_high"] = max(est["ci_high"], s2["ci_high"])
+    return {**est, "method": method, "note": "", "estimated_leaked": leaked}
+
+
+def _em_estimate(
+    rates, report, estimate, p_tt, temperature, reliable, n_tt, n_fl, n_rej, args
+) -> dict[str, Any]:
+    """``em`` of :func:`estimate_acquisition`: the EM prior, its interval joined to stage2's."""
+    from rbcflow.classify.estimate import estimate_fraction
+    from rbcflow.classify.posterior import em_estimate
+
+    # stage2's estimate gives the leak estimate, and its interval, whose bootstrap carries
+    # stage 2's validated confusion and its spread between patients, which the EM
+    # bootstrap (tracks only) does not (docs/method.md: EM's own interval covered the
+    # truth in half the cases), is joined to EM's
+    s2 = estimate_fraction(n_tt, n_fl, n_rej, rates, method="stage2", **args)
+    leaked = s2["estimated_leaked"] if np.isfinite(s2["estimated_leaked"]) else 0.0
+    p2 = np.asarray(p_tt, dtype=float)[reliable]
+    est = em_estimate(
+        np.nan_to_num(p2, nan=0.5),
+        temperature,
+        rates.tt_n / (rates.tt_n + rates.fl_n),  # the balance the temperature was fitted on
+        leaked,
+        rates.leak_tt_rate,
+        report.confidence,
+        seed=estimate.seed,
+    )
+    if np.isfinite(s2["ci_low"]) and np.isfinite(est["ci_low"]):
+        est["ci_low"] = min(est["ci_low"], s2["ci_low"])
+        est["ci_high"] = max(est["ci_high"], s2["ci_high"])
+    est.update(method="em", note="", estimated_leaked=s2["estimated_leaked"])
+    return est
+
+
 def estimate_acquisition(
     labels: Sequence[str],
     rules: Sequence[str],
@@ -162,6 +260,8 @@ def estimate_acquisition(
     *,
     p_tank_treading: Sequence[float] | None = None,
     temperature: float | None = None,
+    p_reliable: Sequence[float] | None = None,
+    blocks: tuple[Mapping[str, Any] | None, Mapping[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
     """An acquisition's fraction and interval, corrected for the classifiers' validated errors.
 
@@ -176,6 +276,13 @@ def estimate_acquisition(
                 EM's bootstrap and ``stage2``'s;
     ``stage2``, ``adjusted``  the counts corrected with ``rates``
                 (:func:`rbcflow.classify.estimate.estimate_fraction`);
+    ``soft``, ``leakmix``  stage 2's EM with the acquisition's stage-1 scores discounting
+                leaked tracks (:mod:`rbcflow.classify.leakage`; need ``p_reliable`` and the
+                models' calibration ``blocks`` (stage 1, stage 2) besides what ``em`` needs;
+                measured, not the default), their interval joined to ``stage2``'s;
+    ``blend``   ``em`` and ``soft`` averaged, their intervals joined, when stage 1 rejected at
+                least :data:`BLEND_FROM` of the tracks no rule rejected (where the leaked
+                tracks that bias ``em`` low are many); ``em`` below that share;
     ``naive``   the plain count and its Wilson interval (also the fallback when what a method
                 needs is missing; ``fraction_method`` then says so).
 
@@ -187,7 +294,6 @@ def estimate_acquisition(
     """
     from rbcflow.classify.estimate import estimate_fraction
     from rbcflow.classify.labels import fraction
-    from rbcflow.classify.posterior import em_estimate
 
     report = report or ReportConfig()
     estimate = estimate or EstimateConfig()
@@ -199,32 +305,71 @@ def estimate_acquisition(
     n_rej = int(((lab == schema.LABEL_NAMES[schema.UNRELIABLE]) & (rule == "")).sum())
     counted = fraction(n_tt, n_fl, report.confidence)
     method, why = estimate.method, ""
-    if method == "em" and (p_tank_treading is None or not temperature or rates is None):
-        method, why = "stage2", "em: no calibrated probabilities"
+    if method in _LEAK_METHODS and (p_reliable is None or not blocks or not all(blocks)):
+        # blend without stage-1 scores is em (below its unreliable share it is em anyway)
+        method, why = "em", f"{method}: no stage-1 scores or calibration"
+    if method in ("em", *_LEAK_METHODS) and (
+        p_tank_treading is None or not temperature or rates is None
+    ):
+        method, why = "stage2", f"{method}: no calibrated probabilities"
     if rates is None and method != "naive":
         method, why = "naive", "no validated rates"
     args = dict(confidence=report.confidence, n_boot=estimate.n_boot, seed=estimate.seed)
-    if method == "em":
-        # stage2's estimate gives the leak estimate, and its interval, whose bootstrap carries
-        # stage 2's validated confusion and its spread between patients, which the EM
-        # bootstrap (tracks only) does not (docs/method.md: EM's own interval covered the
-        # truth in half the cases), is joined to EM's
-        s2 = estimate_fraction(n_tt, n_fl, n_rej, rates, method="stage2", **args)
-        leaked = s2["estimated_leaked"] if np.isfinite(s2["estimated_leaked"]) else 0.0
-        p2 = np.asarray(p_tank_treading, dtype=float)[is_tt | is_fl]
-        est = em_estimate(
-            np.nan_to_num(p2, nan=0.5),
+    if method in ("soft", "leakmix"):
+        est = _leak_estimate(
+            method,
+            lab,
+            rule,
+            rates,
+            report,
+            estimate,
+            p_tank_treading,
             temperature,
-            rates.tt_n / (rates.tt_n + rates.fl_n),  # the balance the temperature was fitted on
-            leaked,
-            rates.leak_tt_rate,
-            report.confidence,
-            seed=estimate.seed,
+            p_reliable,
+            blocks,
+            n_tt,
+            n_fl,
+            n_rej,
+            args,
         )
-        if np.isfinite(s2["ci_low"]) and np.isfinite(est["ci_low"]):
-            est["ci_low"] = min(est["ci_low"], s2["ci_low"])
-            est["ci_high"] = max(est["ci_high"], s2["ci_high"])
-        est.update(method="em", note="", estimated_leaked=s2["estimated_leaked"])
+    elif method in ("em", "blend"):
+        est = _em_estimate(
+            rates,
+            report,
+            estimate,
+            p_tank_treading,
+            temperature,
+            is_tt | is_fl,
+            n_tt,
+            n_fl,
+            n_rej,
+            args,
+        )
+        total = n_tt + n_fl + n_rej
+        if method == "blend" and total and n_rej / total >= BLEND_FROM:
+            soft = _leak_estimate(
+                "soft",
+                lab,
+                rule,
+                rates,
+                report,
+                estimate,
+                p_tank_treading,
+                temperature,
+                p_reliable,
+                blocks,
+                n_tt,
+                n_fl,
+                n_rej,
+                args,
+            )
+            if np.isfinite(soft["tank_treading_fraction"]):
+                est["tank_treading_fraction"] = (
+                    est["tank_treading_fraction"] + soft["tank_treading_fraction"]
+                ) / 2
+                est["ci_low"] = min(est["ci_low"], soft["ci_low"])
+                est["ci_high"] = max(est["ci_high"], soft["ci_high"])
+                est["method"] = "blend"
     else:
         est = estimate_fraction(n_tt, n_fl, n_rej, rates, method=method, **args)
     note = "; ".join(x for x in (why, est.get("note", "")) if x)

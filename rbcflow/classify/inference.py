@@ -99,6 +99,89 @@ def predict_proba(
     return out
 
 
+# -- the network as run for inference --------------------------------------------------------
+
+
+def _flat(seq: nn.Sequential) -> list[nn.Module]:
+    out: list[nn.Module] = []
+    for m in seq:
+        out.extend(_flat(m) if type(m) is nn.Sequential else [m])
+    return out
+
+
+class _MaxPool2(nn.Module):
+    """``nn.MaxPool2d(2)`` as the maximum of four strided views where that is faster (few
+    channels in NHWC: 2.6 against 4.8 ms for 384 frames of 8 x 31 x 31, one thread); the
+    same values, since a maximum is exact."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] > 8 or not x.is_contiguous(memory_format=torch.channels_last):
+            return torch.nn.functional.max_pool2d(x, 2)
+        h, w = x.shape[2] // 2 * 2, x.shape[3] // 2 * 2
+        v = x[:, :, :h, :w]
+        top = torch.maximum(v[:, :, 0::2, 0::2], v[:, :, 0::2, 1::2])
+        return torch.maximum(top, torch.maximum(v[:, :, 1::2, 0::2], v[:, :, 1::2, 1::2]))
+
+
+def _plain_pool2(m: nn.Module) -> bool:
+    return (
+        isinstance(m, nn.MaxPool2d)
+        and m.kernel_size in (2, (2, 2))
+        and m.stride in (2, (2, 2))
+        and m.padding in (0, (0, 0))
+        and m.dilation in (1, (1, 1))
+        and not m.ceil_mode
+        and not m.return_indices
+    )
+
+
+def _inference_sequential(seq: nn.Sequential) -> nn.Sequential:
+    """``seq`` (eval mode) with each batch norm that follows a convolution folded into it,
+    and each ReLU that precedes a max pool moved after it."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    mods = _flat(seq)
+    out: list[nn.Module] = []
+    for m in mods:
+        if isinstance(m, nn.BatchNorm2d) and out and isinstance(out[-1], nn.Conv2d):
+            out[-1] = fuse_conv_bn_eval(out[-1], m)
+        elif isinstance(m, nn.MaxPool2d) and out and isinstance(out[-1], nn.ReLU):
+            # max and ReLU commute: pool first, the ReLU then sees a quarter of the values
+            out.insert(len(out) - 1, _MaxPool2() if _plain_pool2(m) else m)
+        elif _plain_pool2(m):
+            out.append(_MaxPool2())
+        else:
+            out.append(m)
+    return nn.Sequential(*out)
+
+
+def inference_network(network: nn.Module, channels_last: bool = False) -> nn.Module:
+    """A copy of ``network`` made for inference: the same function, less work.
+
+    Every batch norm that follows a convolution inside an ``nn.Sequential`` is folded into the
+    convolution's weights and bias (eval-mode batch norm is an affine map per channel), a
+    ReLU followed by a max pool becomes the pool followed by the ReLU (``max`` and ``ReLU``
+    commute, so that swap is exact, and the ReLU then sees a quarter of the values), and 2x2
+    max pools of few channels take the maximum of strided views (:class:`_MaxPool2`). Folding
+    changes float rounding only: probabilities agree with the original network to ~1e-7
+    (``tests/test_inference.py``). The original is left as it is (training and fine-tuning
+    use it).
+    """
+    import copy
+
+    net = copy.deepcopy(network).eval()
+    parents = [(name, mod) for name, mod in net.named_modules() if name or mod is net]
+    for _, parent in parents:
+        for child_name, child in list(parent.named_children()):
+            if type(child) is nn.Sequential:
+                setattr(parent, child_name, _inference_sequential(child))
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
 # -- the classifier ------------------------------------------------------------------------------
 
 
@@ -115,6 +198,17 @@ class Classifier:
     stage1: LoadedModel
     stage2: LoadedModel
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    _nets: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def inference_net(self, model: LoadedModel) -> nn.Module:
+        """``model``'s network as run here (:func:`inference_network`, made once)."""
+        key = id(model.network)
+        if key not in self._nets:
+            self._nets[key] = (
+                model.network,  # kept: the id stays this network's while the entry lives
+                inference_network(model.network, channels_last=self.device.type == "cpu"),
+            )
+        return self._nets[key][1]
 
     @property
     def default_batch_size(self) -> int:
@@ -169,7 +263,7 @@ class Classifier:
         if spec.get("pad"):
             x = [pad_frames(a, k) for a in x]
         return predict_proba(
-            model.network,
+            self.inference_net(model),
             x,
             lengths,
             batch_size,

@@ -43,6 +43,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "rbcflow.cli.patient",
         "A patient's samples over time against their own baseline (mean +/- 2 sd).",
     ),
+    "reanalyze": (
+        "rbcflow.cli.reanalyze",
+        "Analyse the registry's acquisitions again with today's models, beside the old results.",
+    ),
 }
 """Every command: name -> (module that registers it, first sentence of its help)."""
 

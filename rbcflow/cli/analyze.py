@@ -87,6 +87,23 @@ def check_models(stage1: Path | None, stage2: Path | None, allow_user: bool) -> 
     return notes
 
 
+def parse_workers(ctx, param, value):
+    """click callback of ``--workers``: a count >= 1 or ``auto`` (kept as the string)."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return "auto"
+    if not text.isdigit() or int(text) < 1:
+        raise click.BadParameter(f"{value!r} is not a count >= 1 or 'auto'")
+    return int(text)
+
+
+def _peak_line(peaks: dict[int, int], engine: str) -> str | None:
+    if not peaks:
+        return None
+    mib = max(peaks.values()) / 1024**2
+    return f"rbcflow: {engine}: peak memory per worker {mib:.0f} MiB ({len(peaks)} worker(s))"
+
+
 @main.command("analyze")
 # readable=False: rbcflow checks each input itself, so one unreadable name is one failed row
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
@@ -135,10 +152,38 @@ def check_models(stage1: Path | None, stage2: Path | None, allow_user: bool) -> 
     help="Analyse again acquisitions already done with the same input, parameters "
     "and models (otherwise they are skipped).",
 )
+@click.option(
+    "--workers",
+    "-j",
+    metavar="N|auto",
+    default="1",
+    show_default=True,
+    callback=parse_workers,
+    help="Acquisitions analysed at once, each in its own process (auto: one per core, as many "
+    "as the free memory holds); the report is the same as with 1.",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS|local",
+    help="Run each acquisition as a task on the Dask cluster at ADDRESS (tcp://host:8786), or "
+    "on a local one (local); inputs and OUT on a file system all workers see. "
+    "Needs pip install 'rbcflow[dask]'.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars (for scripts).")
 @sample_options  # --samples, --name-pattern, --registry (rbcflow.cli.patient)
 def analyze(
-    paths, out, fps, scale, models_stage1, models_stage2, allow_user_models, device, force, quiet
+    paths,
+    out,
+    fps,
+    scale,
+    models_stage1,
+    models_stage2,
+    allow_user_models,
+    device,
+    force,
+    workers,
+    scheduler,
+    quiet,
 ):
     """Tank-treading fraction of each acquisition in PATHS (videos, or folders of them).
 
@@ -153,6 +198,8 @@ def analyze(
       rbcflow analyze sample_data/sample.avi
       rbcflow analyze /data/2024-05-12/ --out results/ --quiet
       rbcflow analyze run1.avi run2.avi --scale auto --force
+      rbcflow analyze /archive/ --out results/ --workers auto
+      rbcflow analyze /archive/ --out results/ --scheduler tcp://head:8786
     """
     from rbcflow.batch import analyze_batch
     from rbcflow.io.folders import check_output_dir
@@ -206,8 +253,12 @@ def analyze(
         if overall["bar"] is not None:
             overall["bar"].set_postfix_str(terminal_safe(source.name[-40:]), refresh=True)
 
+    peaks: dict[int, int] = {}
+
     def on_done(event):
         nonlocal failed
+        if event.peak_rss:
+            peaks[event.worker_pid] = max(peaks.get(event.worker_pid, 0), event.peak_rss)
         if overall["bar"] is not None:
             overall["bar"].update(1)
         row = event.row
@@ -233,6 +284,8 @@ def analyze(
             on_start=on_start,
             on_done=on_done,
             samples=sample_set,
+            workers=workers,
+            scheduler=scheduler,
         )
     except RbcflowError as exc:  # the output folder became unusable (e.g. disk full)
         report_error(exc)
@@ -252,6 +305,9 @@ def analyze(
     counts = rows["status"].value_counts().to_dict()
     summary = ", ".join(f"{counts[s]} {s}" for s in ("ok", "skipped", "failed") if s in counts)
     say(terminal_safe(f"report: {out_dir / 'report.csv'} ({len(rows)} acquisition(s): {summary})"))
+    engine = f"Dask ({scheduler})" if scheduler else f"{workers} workers"
+    if (scheduler or workers != 1) and (line := _peak_line(peaks, engine)):
+        click.echo(terminal_safe(line), err=True)
     if failed:
         click.echo(
             terminal_safe(

@@ -122,6 +122,11 @@ def calibrate(
     ]
     if radii:
         detector.edge_radius = float(np.median(radii))
+    # Full-resolution pair split (splitting.split_pairs), once the rest is
+    # measured (unsplit, as above): against the one-cell area, for
+    # centres a footprint diameter apart.
+    detector.cell_area = cell_area
+    detector.pair_distance = cfg.detection.pair_factor * size
     crops = cfg.crops
     scale = crops.scale
     if scale is None:

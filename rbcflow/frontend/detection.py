@@ -15,16 +15,16 @@ Coordinates follow :mod:`rbcflow.schema` (x = column, y = row, origin at the cen
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import pandas as pd
 
 from rbcflow.config import DetectionConfig
 from rbcflow.frontend.footprints import refine_centroids
 from rbcflow.frontend.normalise import gain_offset
-from rbcflow.frontend.splitting import split_components
+from rbcflow.frontend.splitting import split_components, split_pairs
 from rbcflow.frontend.variance import (
     auto_threshold,
     downsample_image,
@@ -32,7 +32,28 @@ from rbcflow.frontend.variance import (
     local_variance,
     robust_noise,
 )
-from rbcflow.schema import DETECTIONS, validate
+
+
+def noise_level(var: np.ndarray, step: int = 4) -> float:
+    """A frame's noise: the median of its local-variance image (of the normalised,
+    background-subtracted block means) on every ``step``-th block each way. Cells cover a few
+    per cent of the field, so the median is the background's, and its local variance is the
+    noise variance (the normalisation removed the flicker and drift).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> a = local_variance(rng.normal(0, 1, (200, 200)).astype(np.float32), 3)
+    >>> b = local_variance(rng.normal(0, 2, (200, 200)).astype(np.float32), 3)
+    >>> round(noise_level(b) / noise_level(a), 1)
+    4.0
+    """
+    sub = np.asarray(var)[::step, ::step].ravel()
+    if sub.size == 0:
+        return 0.0
+    k = sub.size // 2
+    return float(np.partition(sub, k)[k])
+
 
 CALIBRATION_FRAMES = 12
 """Sampled frames, evenly spaced among the background's samples, that calibrate a video."""
@@ -128,6 +149,11 @@ class FrameDetector:
         self.edge_radius: float | None = None
         self.split_distance = float(cfg.split_distance)
         self.split_min_area = 0.0  # components smaller than this are never split, pixels
+        self.noise_level = 0.0  # calibration frames' noise_level (0: fixed threshold)
+        # full-resolution pair split (splitting.split_pairs): off until calibrated
+        self.cell_area = float("nan")  # one cell's footprint area, pixels
+        self.pair_distance = float(cfg.pair_factor) * 12.0
+        self.pair_mass = float(cfg.pair_mass)
 
     @classmethod
     def calibrate(
@@ -175,7 +201,19 @@ class FrameDetector:
         else:
             self.threshold = float(self.cfg.threshold)
         self.noise = float(np.median([robust_noise(f, self.background) for f in frames[:3]]))
+        if self.cfg.adaptive_threshold:
+            self.noise_level = float(np.median([noise_level(v) for v in variances]))
         return variances
+
+    def frame_threshold(self, var: np.ndarray) -> float:
+        """The threshold for one frame's variance image: the video's, times the frame's
+        noise over the calibration frames' (:func:`noise_level`: the threshold follows each
+        frame's noise, e.g. a lamp or gain change), by at least half and at most 5 times;
+        the video's threshold itself where no reference was measured."""
+        if not self.noise_level > 0:
+            return self.threshold
+        ratio = math.sqrt(noise_level(var) / self.noise_level)
+        return self.threshold * min(max(ratio, 0.5), 5.0)
 
     def std_image(self, frame: np.ndarray) -> np.ndarray:
         """Local std of the downsampled background-subtracted frame, (rows//ds, cols//ds)
@@ -205,7 +243,7 @@ class FrameDetector:
         """
         if var is None:
             var = self.variance(frame)
-        mask = np.greater(var, self.threshold * self.threshold).view(np.uint8)
+        mask = np.greater(var, self.frame_threshold(var) ** 2).view(np.uint8)
         n, labels = cv2.connectedComponents(mask, connectivity=8, ltype=cv2.CV_32S)
         mean = float(cv2.mean(frame)[0])
         # The frame's illumination offset against the background (cells cover a small part
@@ -313,6 +351,8 @@ class FrameDetector:
         out = np.split(xy, np.cumsum(sizes)[:-1])
         for c, m in zip(coarses, np.split(mass, np.cumsum(sizes)[:-1]), strict=True):
             c.mass = m
+        if self.pair_mass > 0 and big.any():
+            out = split_pairs(frames, self, out, coarses)  # cells ~14 px apart
         return out
 
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -336,55 +376,3 @@ class FrameDetector:
         xy = self.refine(frame, c)
         self.last_mass = c.mass
         return xy, c.area, c.score
-
-
-def detect_frame(
-    frame: np.ndarray,
-    background: np.ndarray,
-    cfg: DetectionConfig | None = None,
-    *,
-    threshold: float | None = None,
-    frame_index: int = 0,
-    noise: float | None = None,
-    centroid_half: int = 8,
-) -> pd.DataFrame:
-    """Detections of one frame as a :data:`rbcflow.schema.DETECTIONS` table.
-
-    Parameters
-    ----------
-    frame : (rows, cols) uint8, uint16 or float32 ndarray
-    background : (rows, cols) float32 ndarray
-    cfg : DetectionConfig
-    threshold : float, optional
-        Overrides ``cfg.threshold``; when both are None the automatic threshold of this frame
-        is used.
-    frame_index : int
-        Value of the ``frame`` column.
-    noise : float, optional
-        Camera noise; estimated from this frame when None.
-
-    Returns
-    -------
-    DataFrame
-        Columns of ``DETECTIONS``: frame, x, y, area, score.
-    """
-    cfg = cfg or DetectionConfig()
-    background = np.asarray(background, dtype=np.float32)
-    if noise is None:
-        noise = robust_noise(frame, background)
-    det = FrameDetector(background, cfg, threshold=0.0, noise=noise, centroid_half=centroid_half)
-    thr = cfg.threshold if threshold is None else threshold
-    var = det.variance(frame)
-    det.threshold = auto_threshold(np.sqrt(var), cfg.threshold_k) if thr is None else thr
-    c = det.coarse(frame, var)
-    xy, area, score = det.refine(frame, c), c.area, c.score
-    table = pd.DataFrame(
-        {
-            "frame": np.full(len(area), frame_index),
-            "x": xy[:, 0],
-            "y": xy[:, 1],
-            "area": area,
-            "score": score,
-        }
-    )
-    return validate(table, DETECTIONS, "detections")

@@ -4,13 +4,21 @@ predicts are one cell.
 A cell missed for longer than the linker's gap closing (``max_gap``), or lost for a frame to a
 neighbour, ends its track; the rest of the cell then starts a second one. The linker
 (:class:`rbcflow.frontend.tracking.Linker`) holds each ended track for ``join_window`` frames
-before it releases it; in that window a fragment that starts within ``join_radius`` (plus
-``join_growth`` per frame of gap) of the ended track's constant-velocity prediction, and within
-``max_dy`` per frame across the flow, is joined to it: :func:`join_gate` scores the candidates
-and :func:`merge_tracks` makes the two one track, the frames between them filled by linear
-interpolation between the last detection of the first and the first of the second (marked
-undetected). This is a second pass over the tracks, done while they stream: the first track's
-crops are still held, so the joined track's crops are continuous.
+before it releases it. After every frame, :func:`join_pending` pairs the held tracks with the
+young active ones (never joined to a predecessor, born at most ``join_overlap`` frames before
+the held one's last frame and at most ``join_window`` after it) by one assignment
+(:func:`scipy.optimize.linear_sum_assignment`) on :func:`join_cost`: the mean distance of the
+young track's first frames from the held track's constant-velocity prediction, from a robust
+end point and velocity (:func:`robust_end`), plus the difference of their speeds once the
+young one has a velocity. A pair is allowed (:func:`join_gate`) only within ``join_radius``
+(plus ``join_growth`` per frame of gap) along the flow and within ``join_dy`` (plus a tenth of
+a pixel per frame of gap) across it: cells move along lanes, so the cross-flow gate is the one
+that keeps neighbours on nearby lanes apart. :func:`merge_tracks` makes a pair one track: an
+overlap is cut from the held track's end (its last frames are the ones a neighbour may have
+pulled), and the frames between them are filled by linear interpolation between the last
+position of the first and the first of the second (marked undetected). This is a second pass
+over the tracks, done while they stream: the first track's crops are still held, so the joined
+track's crops are continuous.
 """
 
 from __future__ import annotations
@@ -24,14 +32,49 @@ import numpy as np
 from rbcflow.config import TrackingConfig
 from rbcflow.frontend.tracks import Track
 
+_COMPARE = 4
+"""Frames of the young track compared with the held track's prediction (its first ones)."""
+
+
+def robust_end(a: Track, frames: int = 30) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Where a track ends and how fast it goes, robust to a few bad positions (a detection
+    pulled by a neighbour, the wandering centre of a faint cell): the velocity is the median
+    of the displacements over a lag of half its last ``frames`` frames, divided by that lag
+    (a long baseline: a 20-frame gap multiplies a velocity error by 20, and frame-to-frame
+    steps carry the centre's jitter whole); the end point is the median over its last 5
+    positions carried forward to its last frame at that velocity.
+
+    Examples
+    --------
+    >>> a = Track()
+    >>> for f in range(12):
+    ...     a.append(f, 10.0 + 4 * f, 20.0, True)
+    >>> a.xs[-1] += 6.0  # the last position pulled by a neighbour
+    >>> robust_end(a)
+    ((54.0, 20.0), (4.0, 0.0))
+    """
+    f = np.asarray(a.frames[-frames:], np.float64)
+    x = np.asarray(a.xs[-frames:], np.float64)
+    y = np.asarray(a.ys[-frames:], np.float64)
+    lag = max(len(f) // 2, 1)
+    dt = f[lag:] - f[:-lag]
+    vx = float(np.median((x[lag:] - x[:-lag]) / dt))
+    vy = float(np.median((y[lag:] - y[:-lag]) / dt))
+    k = min(5, len(f))
+    lx = float(np.median(x[-k:] + vx * (f[-1] - f[-k:])))
+    ly = float(np.median(y[-k:] + vy * (f[-1] - f[-k:])))
+    return (lx, ly), (vx, vy)
+
 
 def join_gate(a: Track, t: int, x: float, y: float, cfg: TrackingConfig) -> float:
-    """Distance (pixels) of a fragment's first position ``(x, y)`` in frame ``t`` from the
-    prediction of the ended track ``a``, or ``inf`` when it is out of the join gate.
+    """Distance (pixels) of a position ``(x, y)`` in frame ``t`` from the prediction of the
+    ended track ``a``, or ``inf`` when it is out of the join gate.
 
-    The gate: ``0 < t - last <= join_window`` frames after ``a``'s last frame, within
-    ``join_radius + join_growth * (t - last - 1)`` of ``last + v * (t - last)`` and within
-    ``max_dy * (t - last) + 2`` across the flow, ``a`` with at least two frames (a velocity).
+    The gate: ``-join_overlap <= t - last <= join_window`` frames after ``a``'s last frame
+    (``t`` may lie a little before it: two tracks on one cell for a frame or two), within
+    ``join_radius + join_growth * (|t - last| - 1)`` of ``last + v * (t - last)`` along the
+    flow and within ``join_dy + 0.1 * |t - last|`` across it, ``a`` with at least two frames
+    (a velocity).
 
     Examples
     --------
@@ -42,51 +85,90 @@ def join_gate(a: Track, t: int, x: float, y: float, cfg: TrackingConfig) -> floa
     1.0
     >>> join_gate(a, 8, 10.0, 20.0, TrackingConfig())
     inf
+    >>> join_gate(a, 8, 10.0 + 6 * 8, 28.0, TrackingConfig())  # another lane
+    inf
     """
     if len(a) < 2:
         return math.inf
     gap = t - a.frames[-1]
-    if not 0 < gap <= cfg.join_window:
+    if not -cfg.join_overlap <= gap <= cfg.join_window:
         return math.inf
     (lx, ly), (vx, vy) = robust_end(a)
+    return _gate(gap, lx, ly, vx, vy, x, y, cfg)
+
+
+def _gate(
+    gap: int, lx: float, ly: float, vx: float, vy: float, x: float, y: float, cfg: TrackingConfig
+) -> float:
+    g = abs(gap)
     px, py = lx + vx * gap, ly + vy * gap
-    if abs(y - ly) > cfg.max_dy * gap + 2.0:
+    if abs(y - py) > cfg.join_dy + 0.1 * g:
         return math.inf
-    d = math.hypot(x - px, y - py)
-    return d if d <= cfg.join_radius + cfg.join_growth * (gap - 1) else math.inf
+    if abs(x - px) > cfg.join_radius + cfg.join_growth * max(g - 1, 0):
+        return math.inf
+    return math.hypot(x - px, y - py)
 
 
-def robust_end(a: Track, frames: int = 10) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Where a track ends and how fast it goes, robust to one bad last position (a detection
-    pulled by a neighbour): the median frame-to-frame velocity over its last ``frames``
-    frames, and the median over its last 5 positions carried forward to its last frame at
-    that velocity."""
-    f = np.asarray(a.frames[-frames:], np.float64)
-    x = np.asarray(a.xs[-frames:], np.float64)
-    y = np.asarray(a.ys[-frames:], np.float64)
-    dt = np.diff(f)
-    vx, vy = float(np.median(np.diff(x) / dt)), float(np.median(np.diff(y) / dt))
-    k = min(5, len(f))
-    lx = float(np.median(x[-k:] + vx * (f[-1] - f[-k:])))
-    ly = float(np.median(y[-k:] + vy * (f[-1] - f[-k:])))
-    return (lx, ly), (vx, vy)
+def join_cost(a: Track, b: Track, cfg: TrackingConfig) -> float:
+    """Cost of joining the young track ``b`` after the ended track ``a``: the mean
+    :func:`join_gate` distance of ``b``'s first detected frames (up to 4) from ``a``'s
+    prediction, plus the difference of their speeds along the flow once ``b`` has 3 frames or
+    more; ``inf`` when any of those frames is out of the gate or ``b`` was born too early or
+    too late (see :func:`join_gate`).
+
+    Examples
+    --------
+    >>> a, b = Track(), Track()
+    >>> for f in range(6):
+    ...     a.append(f, 10.0 + 6 * f, 20.0, True)
+    >>> for f in range(9, 12):
+    ...     b.append(f, 10.0 + 6 * f + 1.0, 20.0, True)
+    >>> join_cost(a, b, TrackingConfig())
+    1.0
+    """
+    if len(a) < 2 or not b.frames:
+        return math.inf
+    if not -cfg.join_overlap <= b.frames[0] - a.frames[-1] <= cfg.join_window:
+        return math.inf
+    (lx, ly), (vx, vy) = a.end or robust_end(a)
+    last = a.frames[-1]
+    ds = []
+    for f, x, y, det in zip(b.frames, b.xs, b.ys, b.detected, strict=False):
+        if len(ds) == _COMPARE:
+            break
+        if det:
+            d = _gate(f - last, lx, ly, vx, vy, x, y, cfg)
+            if not math.isfinite(d):
+                return math.inf
+            ds.append(d)
+    if not ds:
+        return math.inf
+    cost = float(np.mean(ds))
+    if len(b) >= 3:
+        cost += abs(b.vx - vx)
+    return cost
 
 
 def merge_tracks(
     a: Track, b: Track, fill: Callable[[int, float, float], Any] | None = None
 ) -> Track:
-    """``a`` followed by ``b`` (``b`` starting after ``a`` ends) as one track, in place in
-    ``a``.
+    """``a`` followed by ``b`` as one track, in place in ``a``.
 
-    The frames between them get positions on the straight line from ``a``'s last position to
+    Frames of ``a`` from ``b``'s first frame on (an overlap) are cut from ``a`` first. The
+    frames between them get positions on the straight line from ``a``'s last position to
     ``b``'s first, ``detected`` False, area NaN, no neighbour; their payload items are
     ``fill(frame, x, y)`` (None without ``fill``) when ``a`` carries a payload. ``b``'s state
     (velocity, gap) carries on; ``interference`` is either's.
     """
+    with_payload = len(a.payload) == len(a)
+    n = len(a.frames)
+    while n and a.frames[n - 1] >= b.frames[0]:
+        n -= 1
+    del a.frames[n:], a.xs[n:], a.ys[n:], a.detected[n:], a.areas[n:]
+    del a.payload[n:], a.neighbours[n:]
     t0, t1 = a.frames[-1], b.frames[0]
     x0, y0 = a.last
     x1, y1 = b.xs[0], b.ys[0]
-    with_payload = len(a.payload) == len(a)
     for t in range(t0 + 1, t1):
         u = (t - t0) / (t1 - t0)
         x, y = x0 + u * (x1 - x0), y0 + u * (y1 - y0)
@@ -109,70 +191,88 @@ def merge_tracks(
     a.vx, a.vy, a.gap = b.vx, b.vy, b.gap
     a.interference = a.interference or b.interference
     a.joins += 1 + b.joins
+    a.end = None
     return a
 
 
-def join_ended(
-    ended: list[Track],
+def join_pending(
+    pending: list[Track],
     active: list[Track],
     cfg: TrackingConfig,
-    shape: tuple[int, int],
-    t: int,
     fill: Callable[[int, float, float], Any] | None = None,
-) -> tuple[list[Track], list[Track], int]:
-    """Trim the tracks that ended at frame ``t`` and join each to a young active track (one
-    frame or more, started after the ended one's last frame, not itself joined yet) that
-    starts where the ended one's motion predicts (:func:`join_gate`); the joined track takes
-    that active track's place in ``active``.
+) -> int:
+    """Join held ended tracks to young active ones, in place: each joined pair's merged track
+    (:func:`merge_tracks`) takes the young track's place in ``active`` and leaves
+    ``pending``.
 
-    Returns
-    -------
-    hold : list of Track
-        Ended tracks left, to hold for a later fragment.
-    left : list of Track
-        Ended tracks whose prediction has left the field (``shape``, rows and cols): closed.
-    joins : int
+    Candidates: active tracks that do not yet continue an ended one (``Track.joins`` 0),
+    detected in their first frame; a held track needs ``join_overlap + 3`` frames or more
+    (what an overlap cuts leaves it a velocity). Pairs are assigned by least total
+    :func:`join_cost`. Returns the number of joins.
     """
-    rows, cols = shape
-    hold, left, joins = [], [], 0
+    if not pending or not active or cfg.join_window <= 0:
+        return 0
+    lo = min(a.frames[-1] for a in pending) - cfg.join_overlap
+    hi = max(a.frames[-1] for a in pending) + cfg.join_window
+    young = [
+        k
+        for k, b in enumerate(active)
+        if b.joins == 0 and b.detected[0] and lo <= b.frames[0] <= hi
+    ]
+    if not young:
+        return 0
+    big = 1e9
+    cost = np.full((len(pending), len(young)), big)
+    for i, a in enumerate(pending):
+        for j, k in enumerate(young):
+            b = active[k]
+            if a.frames[-1] - b.frames[0] <= cfg.join_overlap and len(a) > cfg.join_overlap + 2:
+                c = join_cost(a, b, cfg)
+                if math.isfinite(c):
+                    cost[i, j] = c
+    if not (cost < big).any():
+        return 0
+    from scipy.optimize import linear_sum_assignment
+
+    rows, cols = linear_sum_assignment(cost)
+    done = set()
+    joins = 0
+    for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
+        if cost[i, j] >= big:
+            continue
+        k = young[j]
+        active[k] = merge_tracks(pending[i], active[k], fill)
+        done.add(i)
+        joins += 1
+    pending[:] = [a for i, a in enumerate(pending) if i not in done]
+    return joins
+
+
+def hold_ended(
+    ended: list[Track],
+    pending: list[Track],
+    t: int,
+    inside: Callable[[float, float], bool],
+    cfg: TrackingConfig,
+) -> tuple[list[Track], int]:
+    """Trim the tracks that ended at frame ``t`` and hold them in ``pending`` (their
+    :func:`robust_end` computed once, in ``Track.end``) for a fragment to join.
+
+    Returns the tracks whose prediction for frame ``t`` is no longer ``inside(x, y)`` the
+    field (or all, when ``join_window`` is 0): no fragment can continue them; and how many
+    were left with no frame by the trim (dropped).
+    """
+    left, dropped = [], 0
     for a in ended:
         a.trim()
         if not a.frames:
+            dropped += 1
             continue
         lx, ly = a.last
         dt = t - a.frames[-1]
-        px, py = lx + a.vx * dt, ly + a.vy * dt
-        if not (0 <= px <= cols - 1 and 0 <= py <= rows - 1):
-            left.append(a)
-            continue
-        best, best_d = -1, math.inf
-        for k, b in enumerate(active):
-            if b.frames[0] > a.frames[-1] and b.detected[0] and b.joins == 0:
-                d = join_gate(a, b.frames[0], b.xs[0], b.ys[0], cfg)
-                if d < best_d:
-                    best, best_d = k, d
-        if best >= 0:
-            active[best] = merge_tracks(a, active[best], fill)
-            joins += 1
+        if cfg.join_window > 0 and inside(lx + a.vx * dt, ly + a.vy * dt):
+            a.end = robust_end(a) if len(a) >= 2 else None
+            pending.append(a)
         else:
-            hold.append(a)
-    return hold, left, joins
-
-
-def revive(
-    pending: list[Track],
-    b: Track,
-    cfg: TrackingConfig,
-    fill: Callable[[int, float, float], Any] | None = None,
-) -> Track:
-    """A new one-frame track ``b`` joined to the held ended track of ``pending`` whose
-    prediction it meets best (:func:`join_gate`; that track leaves ``pending``), or ``b``
-    itself when none does."""
-    if not pending:
-        return b
-    t = b.frames[0]
-    gates = [join_gate(a, t, b.xs[0], b.ys[0], cfg) for a in pending]
-    k = int(np.argmin(gates))
-    if not math.isfinite(gates[k]):
-        return b
-    return merge_tracks(pending.pop(k), b, fill)
+            left.append(a)
+    return left, dropped

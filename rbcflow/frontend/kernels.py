@@ -136,10 +136,12 @@ def correlation_peaks(prev, cur, background, templates, centres, half, search, r
     n = 2 * search + 1
     size = p * p
     tpl = np.empty((p, p), np.float32)
-    reg = np.empty((q, q), np.float32)
+    nb = (n + 7) // 8 * 8  # shifts along x computed (a multiple of 8: the last ones unused)
+    reg = np.zeros((q, p + nb), np.float32)  # zero columns beyond q for the unused shifts
     s1 = np.zeros((q + 1, q + 1))
     s2 = np.zeros((q + 1, q + 1))
     res = np.empty((n, n))
+    acc = np.empty(nb)
     for k in range(templates.shape[0]):
         tx, ty = templates[k, 0], templates[k, 1]
         cx, cy = centres[k, 0], centres[k, 1]
@@ -183,11 +185,19 @@ def correlation_peaks(prev, cur, background, templates, centres, half, search, r
         bi = 0
         bj = 0
         for a in range(n):
+            # All shifts along x at once: the inner loop runs over the shifts, each with its
+            # own sum taken in the same order as one shift at a time (so the same floats),
+            # and the compiler can vectorise it.
+            acc[:] = 0.0
+            for i in range(p):
+                trow = tpl[i]
+                row = reg[a + i]
+                for j in range(p):
+                    t = trow[j]
+                    for b in range(nb):
+                        acc[b] += t * row[j + b]
             for b in range(n):
-                num = 0.0
-                for i in range(p):
-                    for j in range(p):
-                        num += tpl[i, j] * reg[a + i, b + j]
+                num = acc[b]
                 sw = s1[a + p, b + p] - s1[a, b + p] - s1[a + p, b] + s1[a, b]
                 sw2 = s2[a + p, b + p] - s2[a, b + p] - s2[a + p, b] + s2[a, b]
                 den = (sw2 - sw * sw / size) * norm

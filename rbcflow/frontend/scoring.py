@@ -112,3 +112,45 @@ def score_tracks(
         "false_ids": false_ids,
         "pairs": pairs,
     }
+
+
+def describe_cases(positions: pd.DataFrame, truth: pd.DataFrame, scores: dict) -> list[str]:
+    """One line per fragmented true track and per false track (what to look at next).
+
+    A fragmented true track: its found tracks in order, with their frame spans and the gap
+    from one to the next (negative: they overlap in time). A false track: its span, how many
+    of its frames were detected, and the nearest true track (median distance over its frames).
+
+    Parameters
+    ----------
+    positions, truth : DataFrame
+        As for :func:`score_tracks`.
+    scores : dict
+        :func:`score_tracks`'s result for them.
+    """
+    spans = positions.groupby("track_id")["frame"].agg(["min", "max", "size"])
+    per: dict[int, list[int]] = {}
+    for f, t in scores["pairs"].items():
+        per.setdefault(t, []).append(f)
+    lines = []
+    for t, fs in sorted(per.items()):
+        if len(fs) < 2:
+            continue
+        fs.sort(key=lambda f: spans.loc[f, "min"])
+        parts = [f"{f}[{spans.loc[f, 'min']}-{spans.loc[f, 'max']}]" for f in fs]
+        gaps = [
+            int(spans.loc[b, "min"] - spans.loc[a, "max"])
+            for a, b in zip(fs[:-1], fs[1:], strict=True)
+        ]
+        lines.append(f"fragmented true {t}: {' '.join(parts)} gaps {gaps}")
+    for f in scores["false_ids"]:
+        mine = positions[positions.track_id == f]
+        near = mine.merge(truth, on="frame", suffixes=("", "_t"))
+        near = near.assign(d=np.hypot(near.x - near.x_t, near.y - near.y_t))
+        best = near.groupby("track_id_t").d.median().sort_values()
+        what = f"nearest true {best.index[0]} at {best.iloc[0]:.1f} px" if len(best) else "alone"
+        lines.append(
+            f"false {f}[{spans.loc[f, 'min']}-{spans.loc[f, 'max']}]: "
+            f"{int(mine.detected.sum())}/{len(mine)} frames detected, {what}"
+        )
+    return lines

@@ -41,7 +41,8 @@ from scipy.optimize import linear_sum_assignment
 
 from rbcflow.config import TrackingConfig
 from rbcflow.frontend.correlation import correlation_shifts
-from rbcflow.frontend.joining import join_ended, revive
+from rbcflow.frontend.joining import hold_ended, join_pending
+from rbcflow.frontend.splitting import one_per_cell
 from rbcflow.frontend.tracks import Track
 
 _INFEASIBLE = 1e9
@@ -135,7 +136,11 @@ class Linker:
             & (move_x <= cfg.max_speed * dtc)
             & (move_y <= cfg.max_dy * dtc)
         )
-        feasible = np.where(established[:, None], dist <= cfg.search_radius, box)
+        # Established tracks: within the search radius of the prediction, and within max_dy
+        # of it across the flow (cells keep their lane: a detection pulled across it is the
+        # merged blob of this cell and a neighbour's, not this cell).
+        off_lane = np.abs(xy[None, :, 1] - pred[:, None, 1]) > cfg.max_dy * dtc
+        feasible = np.where(established[:, None], (dist <= cfg.search_radius) & ~off_lane, box)
         cost = np.where(established[:, None], dist, dist + cfg.search_radius)
         cost = np.where(feasible, cost, _INFEASIBLE)
         rows, cols = linear_sum_assignment(cost)
@@ -174,6 +179,7 @@ class Linker:
         cfg = self.cfg
         xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
         area = np.full(len(xy), math.nan) if areas is None else np.asarray(areas, dtype=np.float64)
+        xy, area = one_per_cell(xy, area, self.min_separation)
         match = self._assign(t, xy)
         refine = cfg.refine and frame is not None and self.prev_frame is not None
         w = cfg.centroid_weight
@@ -186,7 +192,7 @@ class Linker:
             lx, ly = tr.last
             dt = t - tr.frames[-1]
             px, py = lx + tr.vx * dt, ly + tr.vy * dt
-            if j < 0 and not (0 <= px <= self.cols - 1 and 0 <= py <= self.rows - 1):
+            if j < 0 and not self._inside(px, py):
                 ended.append(tr)  # left the field
                 continue
             centre = (xy[j, 0], xy[j, 1]) if j >= 0 else (px, py)
@@ -231,43 +237,35 @@ class Linker:
                 axis=1
             )
             taken |= near < self.min_separation
-        ended, left = self._join_ended(ended, still)
         for j in np.flatnonzero(~taken):
             tr = Track()
             tr.append(t, float(xy[j, 0]), float(xy[j, 1]), True, float(area[j]))
-            tr = self._revive(tr)
             still.append(tr)
             own.append(int(j))
+        # Ended tracks wait join_window frames for a fragment of the same cell (those that
+        # left the field cannot come back); the rest are released.
+        left, dropped = hold_ended(ended, self.pending, t, self._inside, cfg)
+        self.n_dropped += dropped
+        self.n_joins += join_pending(self.pending, still, cfg, self.fill)
         self.active = still
         self._flag_interference(xy, own, area)
         speeds = [tr.vx for tr in still if len(tr) >= 3]
         if speeds:
             self.prior_vx = float(np.median(speeds))
         self.prev_frame, self.prev_index = frame, t
-        # Ended tracks wait join_window frames for a fragment of the same cell (those that
-        # left the field cannot come back); the rest are released.
         window = max(int(cfg.join_window), 0)
-        self.pending += ended
         release = [a for a in self.pending if t - a.frames[-1] >= window]
         self.pending = [a for a in self.pending if t - a.frames[-1] < window]
         done = self._close(left + release)
         self.seconds += time.perf_counter() - start
         return done
 
-    # -- fragment joining (rbcflow.frontend.joining) -------------------------------------------
-    def _join_ended(self, ended: list[Track], still: list[Track]) -> tuple[list, list]:
-        """:func:`~rbcflow.frontend.joining.join_ended` for the tracks ended at this step."""
-        hold, left, n = join_ended(
-            ended, still, self.cfg, (self.rows, self.cols), (self.prev_index or 0) + 1, self.fill
-        )
-        self.n_joins += n
-        return hold, left
-
-    def _revive(self, b: Track) -> Track:
-        """:func:`~rbcflow.frontend.joining.revive` for a new one-frame track."""
-        tr = revive(self.pending, b, self.cfg, self.fill)
-        self.n_joins += tr is not b
-        return tr
+    def _inside(self, x: float, y: float) -> bool:
+        """Whether a predicted position is still in the field: within the columns, and within
+        ``search_radius`` of the rows (a cell cut by the top or bottom border has its centre
+        at the border or a little beyond it, and flows along it)."""
+        m = self.cfg.search_radius
+        return 0 <= x <= self.cols - 1 and -m <= y <= self.rows - 1 + m
 
     def _flag_interference(self, xy: np.ndarray, own: list[int], area: np.ndarray) -> None:
         """Flag tracks with another object (track or detection) within the distance, and

@@ -59,6 +59,9 @@ class Track:
         :meth:`rbcflow.frontend.tracking.Linker.step`).
     joins : int
         Fragments joined into this track (:mod:`rbcflow.frontend.joining`).
+    end : tuple or None
+        Once the track has ended and waits for a fragment: its robust end point and velocity
+        ((x, y), (vx, vy)), :func:`rbcflow.frontend.joining.robust_end`, computed once.
     """
 
     frames: list[int] = field(default_factory=list)
@@ -74,6 +77,7 @@ class Track:
     payload: list[Any] = field(default_factory=list)
     neighbours: list[bool] = field(default_factory=list)
     joins: int = 0
+    end: tuple | None = None
 
     def __len__(self) -> int:
         return len(self.frames)

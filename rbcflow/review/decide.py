@@ -1,10 +1,11 @@
 """Decisions: one track's reviewed label saved, and the reviewed figures written everywhere.
 
-The reviewed fraction follows the one label rule's fraction
-(:func:`rbcflow.classify.labels.fraction`): every reviewed track takes its reviewed label, every
-other track keeps its call, and the fraction is tank-treading over tank-treading + flipping
-with its Wilson interval. It is a plain count, not the classifier-corrected estimate of
-``tank_treading_fraction``: reviewed labels carry no classifier error to correct.
+The reviewed fraction is the stratified estimate of :mod:`rbcflow.review.stratified`: every
+reviewed track takes its reviewed label, and the unreviewed tracks of each stratum (call
+group x probability bins) count as the class shares that the stratum's reviewed tracks show
+(a Dirichlet posterior, its prior on the calls); the interval is that posterior's, in closed
+form (the module's notes). The plain count (reviewed labels, other tracks' calls) is kept beside it as
+``counted_fraction`` for the page.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from rbcflow.errors import ReviewError
 from rbcflow.io.folders import output_lock
 from rbcflow.io.outputs import CSV_ENCODING, atomic_output, write_text_atomic
 from rbcflow.provenance import now_iso, read_run_json, write_run_json
+from rbcflow.review.order import review_order
 from rbcflow.review.store import LABELS, Acquisition, Results, read_review, write_review
+from rbcflow.review.stratified import estimate
 
 HTML_START, HTML_END = "<!-- rbcflow-review -->", "<!-- /rbcflow-review -->"
 
@@ -42,28 +45,37 @@ def reviewed_figures(
 ) -> dict[str, Any]:
     """``reviewed_tracks``, the reviewed fraction and interval, the counts and progress.
 
-    The fraction columns are NaN until a track is reviewed (the report's own figure stands).
+    The fraction columns are NaN until a track is reviewed (the report's own figure stands);
+    ``running_*`` is the estimate at every step (with no review: the calls' prior).
     """
     cfg = cfg or ReportConfig()
     labels = reviewed_labels(acq, review)
     tt = int((labels == schema.LABEL_NAMES[schema.TANK_TREADING]).sum())
     fl = int((labels == schema.LABEL_NAMES[schema.FLIPPING]).sum())
-    f = fraction(tt, fl, cfg.confidence)
+    counted = fraction(tt, fl, cfg.confidence)
+    est = estimate(acq.strata, acq.reviewed_codes(review), confidence=cfg.confidence)
     n = len(review)
     nan = float("nan")
     return {
         "reviewed_tracks": n,
-        "tank_treading_fraction_reviewed": f["tank_treading_fraction"] if n else nan,
-        "ci_low_reviewed": f["ci_low"] if n else nan,
-        "ci_high_reviewed": f["ci_high"] if n else nan,
-        "running_fraction": f["tank_treading_fraction"],
-        "running_ci_low": f["ci_low"],
-        "running_ci_high": f["ci_high"],
+        "tank_treading_fraction_reviewed": est["fraction"] if n else nan,
+        "ci_low_reviewed": est["ci_low"] if n else nan,
+        "ci_high_reviewed": est["ci_high"] if n else nan,
+        "running_fraction": est["fraction"],
+        "running_ci_low": est["ci_low"],
+        "running_ci_high": est["ci_high"],
+        "counted_fraction": counted["tank_treading_fraction"],
         "tank_treading": tt,
         "flipping": fl,
         "tracks": len(labels),
         "changed": sum(1 for r in review.values() if r["reviewed"] != r["called"]),
     }
+
+
+def review_queue(acq: Acquisition, review: dict[int, dict]) -> list[int]:
+    """The acquisition's track ids in review order for these reviews
+    (:func:`rbcflow.review.order.review_order`)."""
+    return review_order(acq.tracks["track_id"].to_numpy(), acq.strata, acq.reviewed_codes(review))
 
 
 def record_decision(
@@ -74,6 +86,7 @@ def record_decision(
     reviewer: str,
     *,
     derived: bool = True,
+    queue: list[int] | None = None,
 ) -> dict[str, Any]:
     """Save one decision (``reviewed`` None: forget the track's review, an undo) and write the
     reviewed figures into ``report.csv``, ``run.json`` and ``report.html``; returns the figures.
@@ -81,7 +94,8 @@ def record_decision(
     Everything happens under the results folder's lock, ``review.csv`` re-read first. With
     ``derived`` False only ``review.csv`` is written (the server then calls
     :func:`sync_reviewed` from its writer thread: the decision's reply does not wait for the
-    three other files' fsyncs).
+    three other files' fsyncs). ``queue``, a list, is filled with the new review order
+    (:func:`review_queue`): the server returns it with the decision.
 
     Raises
     ------
@@ -109,6 +123,8 @@ def record_decision(
         figures = reviewed_figures(acq, review)
         if derived:
             write_reviewed(results, acq, figures)
+    if queue is not None:
+        queue[:] = review_queue(acq, review)
     return figures
 
 
@@ -187,8 +203,8 @@ def html_with_review(page: str, cols: dict[str, Any]) -> str:
             f"(rbcflow review); fraction with the reviewed labels "
             f"<b>{_pct(cols['tank_treading_fraction_reviewed'])}</b>, 95% interval "
             f"{_pct(cols['ci_low_reviewed'])} to {_pct(cols['ci_high_reviewed'])} "
-            "(plain count: reviewed tracks take their reviewed label, the others keep the "
-            "call).</p>"
+            "(reviewed tracks take their reviewed label; the others count as the reviewed "
+            "tracks of their stratum show).</p>"
         )
     else:
         body = '<p class="reviewed" id="reviewed">Reviewed: no track yet.</p>'

@@ -1,89 +1,101 @@
-"""The order in which the review shows tracks: the expected change of the fraction first.
+"""The order in which the review shows tracks: the review that most narrows the reviewed
+fraction's interval first, recomputed after every decision.
 
-For every track we ask: if the technician reviewed it, by how much would the reviewed fraction
-``f = TT / (TT + FL)`` move, on average over what the track may truly be? With the current
-counts ``TT`` and ``FL`` (reviewed labels where reviewed, calls elsewhere) and the track's
-classifier probabilities as the chances of its truth,
+The reviewed estimate (:mod:`rbcflow.review.stratified`) counts each unreviewed track of
+stratum ``h`` as the stratum's expected class shares ``theta_h``. Its uncertainty comes from
+those shares: by the delta method, a track of class ``c`` moves ``f = TT / (TT + FL)`` by
+``g(c)``, with ``g(tank-treading) = FL / S**2``, ``g(flipping) = -TT / S**2``,
+``g(unreliable) = 0`` (``S = TT + FL``, today's estimates), so the stratum's ``U``
+unreviewed tracks add ``U * s2 * (k + U) / (k + 1)`` to the fraction's variance
+(Dirichlet-multinomial), where ``s2`` is the variance of ``g`` under ``theta_h`` and ``k`` the
+posterior's concentration (prior strength + reviews). One more review of the stratum
+(``U - 1``, ``k + 1``) removes
 
-- ``P(unreliable) = 1 - p_reliable``, ``P(tank-treading) = p_reliable * p_tank_treading``,
-  ``P(flipping) = p_reliable * (1 - p_tank_treading)``; a track that a geometric or context
-  rule rejected keeps the network's ``p_reliable``: where the rule and the network disagree the
-  call is uncertain, and worth a look (on a synthetic acquisition with 85 % unreliable tracks
-  the errors left after 100 reviews were single tank-treading cells the "two cells" rule had
-  rejected, when rejected tracks were ranked last);
-- the track's score is ``sum_c P(c) * |f(counts with the track as c) - f|``.
+``gain_h = s2 * (k + U) * (k + U + 1) / ((k + 1) * (k + 2))``
 
-Tracks are shown by decreasing score, so the calls nearest a threshold (where the chances
-are split) *and* those whose change moves the fraction most (a call counted among few
-reliable tracks, a leaked unreliable track) come first; a confident unreliable call scores
-near 0 and comes last. Reviewed tracks follow the unreviewed ones, in the same order. The
-order is computed when the page loads (and kept while it is open, so the list does not jump
-under the technician's keys).
+(the whole ``s2`` for its last track). This counts both directions in which a call can be
+wrong: a leaked unreliable track called tank-treading or flipping (its stratum's unreliable
+share is uncertain) and a reliable track rejected (an unreliable stratum's reliable share).
+
+The order takes the stratum with the largest gain, then that gain as if one more of its tracks
+were reviewed, and so on (``s2`` kept; a stratum's gains fall with each review, so this greedy
+order is one sort of every stratum's sequence of gains); within a stratum the tracks come in a fixed
+pseudo-random order (a hash of the track id), so that a stratum's reviews are a random sample
+of it and the estimator's rates stay unbiased. A small uncertain stratum (a few borderline
+reliable calls) is reviewed whole; a large confident one (hundreds of clear unreliable calls)
+gets a sample. Reviewed tracks follow, by track id. After each decision the server recomputes
+the estimate, the gains and the order, and the page goes on with the new first track.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from rbcflow import schema
-
-TT, FL, UN = (schema.LABEL_NAMES[k] for k in (0, 1, 2))
+from rbcflow.review.stratified import Strata, point_estimate, reviewed_counts
 
 
-def _f(tt: np.ndarray, fl: np.ndarray) -> np.ndarray:
-    n = tt + fl
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, tt / np.maximum(n, 1), 0.5)
+def _hash(ids: np.ndarray) -> np.ndarray:
+    """A fixed pseudo-random key per track id (Knuth's multiplicative hash)."""
+    return (np.asarray(ids, dtype=np.uint64) * np.uint64(2654435761)) % np.uint64(2**32)
 
 
-def expected_change(
-    labels: np.ndarray,
-    p_reliable: np.ndarray,
-    p_tank_treading: np.ndarray,
-) -> np.ndarray:
-    """Each track's expected absolute change of the fraction if it were reviewed.
+def _spread(strata: Strata, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each stratum's ``s2`` (variance of ``g`` under its posterior mean) and concentration."""
+    tt, fl = point_estimate(strata, counts)
+    s = max(tt + fl, 1.0)
+    g = np.array([fl / s**2, -tt / s**2, 0.0])
+    if tt + fl <= 0:
+        g = np.array([1.0, -1.0, 0.0])  # nothing reliable yet: find reliable tracks
+    post = strata.prior + counts
+    k = post.sum(axis=1)
+    theta = post / k[:, None]
+    s2 = theta @ g**2 - (theta @ g) ** 2
+    return np.maximum(s2, 0.0), k
 
-    Parameters
-    ----------
-    labels : (N,) current labels (reviewed labels where reviewed, calls elsewhere).
-    p_reliable, p_tank_treading : (N,) classifier probabilities (NaN: 0 and 0.5).
+
+def gain(s2: np.ndarray | float, k: np.ndarray | float, u: np.ndarray | float):
+    """Variance removed by one more review of a stratum with ``u`` unreviewed tracks.
 
     Examples
     --------
-    >>> s = expected_change(np.array(["tank-treading", "flipping", "unreliable"]),
-    ...                     np.array([0.55, 0.99, 0.01]), np.array([0.9, 0.02, 0.5]))
-    >>> bool(s[0] > s[1] > s[2])
-    True
+    >>> float(gain(0.5, 3.0, 1))  # the last track of a stratum: its whole variance
+    0.5
     """
-    lab = np.asarray(labels, dtype=object)
-    p_rel = np.nan_to_num(np.asarray(p_reliable, dtype=float), nan=0.0)
-    p_tt = np.nan_to_num(np.asarray(p_tank_treading, dtype=float), nan=0.5)
-    tt, fl = float((lab == TT).sum()), float((lab == FL).sum())
-    f0 = _f(np.array(tt), np.array(fl))
-    # counts without the track, then with it as each class
-    base_tt = tt - (lab == TT)
-    base_fl = fl - (lab == FL)
-    f_tt = _f(base_tt + 1, base_fl)
-    f_fl = _f(base_tt, base_fl + 1)
-    f_un = _f(base_tt, base_fl)
-    return (
-        p_rel * p_tt * np.abs(f_tt - f0)
-        + p_rel * (1 - p_tt) * np.abs(f_fl - f0)
-        + (1 - p_rel) * np.abs(f_un - f0)
-    )
+    u = np.asarray(u, dtype=float)
+    out = s2 * (k + u) * (k + u + 1) / ((k + 1) * (k + 2))
+    return np.where(u > 0, out, 0.0)
 
 
-def review_order(
-    track_ids: np.ndarray,
-    labels: np.ndarray,
-    p_reliable: np.ndarray,
-    p_tank_treading: np.ndarray,
-    reviewed: set[int] | frozenset[int] = frozenset(),
-) -> list[int]:
-    """Track ids in review order: unreviewed by decreasing :func:`expected_change`, then the
-    reviewed ones (ties by track id)."""
-    ids = np.asarray(track_ids, dtype=int)
-    score = expected_change(labels, p_reliable, p_tank_treading)
-    done = np.array([int(t) in reviewed for t in ids], dtype=bool)
-    order = np.lexsort((ids, -score, done))
-    return [int(ids[i]) for i in order]
+def stratum_gains(strata: Strata, reviewed: np.ndarray) -> np.ndarray:
+    """(H,) each stratum's gain for its next review (0 when it is reviewed whole)."""
+    counts = reviewed_counts(strata, reviewed)
+    s2, k = _spread(strata, counts)
+    return gain(s2, k, strata.size - counts.sum(axis=1))
+
+
+def review_order(track_ids: np.ndarray, strata: Strata, reviewed: np.ndarray) -> list[int]:
+    """Track ids in review order (see the module docstring).
+
+    Parameters
+    ----------
+    track_ids : (N,) ids, in the order of ``strata.index``.
+    reviewed : (N,) reviewed class codes 0/1/2, -1 where not reviewed.
+    """
+    ids = np.asarray(track_ids, dtype=np.int64)
+    reviewed = np.asarray(reviewed, dtype=int)
+    counts = reviewed_counts(strata, reviewed)
+    s2, k = _spread(strata, counts)
+    open_ = np.flatnonzero(reviewed < 0)
+    # open tracks by stratum, each stratum's in its pseudo-random order
+    h_of = strata.index[open_]
+    sort = np.lexsort((ids[open_], _hash(ids[open_]), h_of))
+    tracks, h_sorted = ids[open_][sort], h_of[sort]
+    # the j-th open track of stratum h comes with gain(s2_h, k_h + j, U_h - j); each stratum's
+    # gains fall with j, so the greedy choice is one sort of all of them
+    first = np.searchsorted(h_sorted, h_sorted, side="left")
+    j = np.arange(len(h_sorted)) - first
+    u = np.bincount(h_sorted, minlength=len(strata.names))[h_sorted]
+    g = gain(s2[h_sorted], k[h_sorted] + j, u - j)
+    out = [int(t) for t in tracks[np.lexsort((j, h_sorted, -g))]]
+    out.extend(int(t) for t in np.sort(ids[reviewed >= 0]))
+    return out

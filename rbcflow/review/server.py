@@ -25,7 +25,7 @@ import secrets
 from pathlib import Path
 
 from rbcflow.errors import ReviewError
-from rbcflow.review.decide import record_decision, reviewed_figures
+from rbcflow.review.decide import record_decision, review_queue, reviewed_figures
 from rbcflow.review.state import Review, _clean, page_json
 from rbcflow.review.store import LABELS, Results, read_review
 
@@ -113,6 +113,7 @@ def create_app(
             return {
                 "review": {str(k): v["reviewed"] for k, v in review.items()},
                 "figures": _clean(reviewed_figures(acq, review)),
+                "order": review_queue(acq, review),
             }
 
         return JSONResponse(await run_in_threadpool(get))
@@ -152,12 +153,14 @@ def create_app(
 
         def save():
             acq = state.acquisition(name)
+            order: list[int] = []
             figs = record_decision(
-                state.results, acq, track_id, label, state.reviewer, derived=False
+                state.results, acq, track_id, label, state.reviewer, derived=False, queue=order
             )
             state.changed(name)
             return {
                 "figures": _clean(figs),
+                "order": order,
                 "track_id": track_id,
                 "reviewed": label,
                 "report_error": state.writer_error,

@@ -11,8 +11,7 @@ import threading
 from typing import Any
 
 from rbcflow.errors import RbcflowError, ReviewError
-from rbcflow.review.decide import reviewed_figures, reviewed_labels, sync_reviewed
-from rbcflow.review.order import review_order
+from rbcflow.review.decide import review_queue, reviewed_figures, sync_reviewed
 from rbcflow.review.store import LABELS, Acquisition, Results, read_review
 from rbcflow.schema import FEATURE_COLUMNS
 
@@ -175,14 +174,7 @@ class Review:
     def page_data(self, name: str) -> dict:
         acq = self.acquisition(name)
         review = read_review(acq)
-        t = acq.tracks
-        order = review_order(
-            t["track_id"].to_numpy(),
-            reviewed_labels(acq, review),
-            t["p_reliable"].to_numpy(dtype=float),
-            t["p_tank_treading"].to_numpy(dtype=float),
-            set(review),
-        )
+        order = review_queue(acq, review)
         static = self._track_items(name, acq)
         tracks = [static[tid] for tid in order]
         frame = _frame_shape(acq)

@@ -63,6 +63,28 @@ class Acquisition:
         ids = self.tracks["track_id"].to_numpy(dtype=int).tolist()
         return dict(zip(ids, self.tracks["label"].astype(str).tolist(), strict=True))
 
+    @functools.cached_property
+    def strata(self):
+        """The tracks' strata for the reviewed estimate and the order
+        (:func:`rbcflow.review.stratified.strata_of`, computed once)."""
+        from rbcflow.review.stratified import strata_of
+
+        t = self.tracks
+        return strata_of(
+            t["label"].astype(str).to_numpy(dtype=object),
+            t["rule"].astype(str).to_numpy(dtype=object),
+            t["p_reliable"].to_numpy(dtype=float),
+            t["p_tank_treading"].to_numpy(dtype=float),
+        )
+
+    def reviewed_codes(self, review: dict[int, dict]):
+        """(N,) each track's reviewed class code (0/1/2), -1 where not reviewed, in the
+        order of ``tracks``."""
+        import numpy as np
+
+        code = schema.LABEL_CODES
+        return np.array([code[review[t]["reviewed"]] if t in review else -1 for t in self.calls])
+
     def strip_path(self, track_id: int) -> Path:
         return self.folder / "strips" / f"{int(track_id)}.png"
 

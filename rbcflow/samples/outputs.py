@@ -64,7 +64,9 @@ def batch_samples(
     return SampleSet(meta, Path(registry) if registry is not None else default_registry())
 
 
-def _rates(classifier: Any, settings: Any) -> tuple[Any, Any, Any, Any]:
+def pool_inputs(classifier: Any, settings: Any) -> tuple[Any, Any, Any, Any]:
+    """What :func:`rbcflow.samples.pool.sample_table` needs besides the rows: the classifier's
+    validated rates and stage-2 temperature, and the report and estimate settings."""
     report_cfg = getattr(settings, "report", None)
     estimate_cfg = getattr(settings, "estimate", None)
     rates_of = getattr(classifier, "validated_rates", None)
@@ -92,7 +94,7 @@ def write_batch_outputs(
             return written
         table = None
         if report["sample"].notna().any():
-            table = sample_table(report, out, *_rates(classifier, settings))
+            table = sample_table(report, out, *pool_inputs(classifier, settings))
             people = rounded(table, cfg.fraction_decimals, cfg.seconds_decimals)
             written[SAMPLES_NAME] = write_csv_atomic(out / SAMPLES_NAME, people)
         written[OVERVIEW_NAME] = write_overview(out, report, table, cfg)

@@ -3,6 +3,9 @@
 One row per (patient, sample): its draw date, fraction, interval, verdict, the rbcflow version,
 the models' checksums and the parameters id it was analysed with, and the path of its report.
 Analysing a sample again updates its row (an upsert on the key), never adds a second one.
+A reanalysis (``rbcflow reanalyze``: the same acquisitions with other models or parameters)
+is recorded beside, in the ``reanalysed`` table keyed by (reanalysis, patient, sample): the
+samples table is never touched by it, so a patient's timeline stays what was analysed.
 
 Decisions
 ---------
@@ -63,6 +66,14 @@ MIGRATIONS = (
     # 2: the shear rate, and a patient's timeline in date order without a scan
     """ALTER TABLE samples ADD COLUMN shear_rate REAL;
     CREATE INDEX samples_timeline ON samples (patient, drawn_at)""",
+    # 3: reanalyses, beside the samples (rbcflow reanalyze); older files gain an empty table
+    """CREATE TABLE reanalysed (
+        reanalysis TEXT NOT NULL, patient TEXT NOT NULL, sample TEXT NOT NULL, drawn_at TEXT,
+        tank_treading_fraction REAL, ci_low REAL, ci_high REAL, reliable INTEGER,
+        verdict TEXT, verdict_reason TEXT, baseline TEXT, shear_rate REAL,
+        rbcflow_version TEXT, stage1_model TEXT, stage2_model TEXT, params_id TEXT,
+        report TEXT, analysed_at TEXT,
+        PRIMARY KEY (reanalysis, patient, sample))""",
 )
 """Schema migrations in order; the schema version is how many have been applied."""
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -136,17 +147,27 @@ def _value(v: Any) -> Any:
     return v
 
 
-def add_samples(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> int:
-    """Record (insert or update) samples; returns how many. One transaction for all of them."""
-    cols = ", ".join(FIELDS)
-    marks = ", ".join("?" for _ in FIELDS)
-    update = ", ".join(f"{f} = excluded.{f}" for f in FIELDS if f not in ("patient", "sample"))
+def add_samples(
+    path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], reanalysis: str | None = None
+) -> int:
+    """Record (insert or update) samples; returns how many. One transaction for all of them.
+
+    ``reanalysis``: the id of a reanalysis (``rbcflow reanalyze``); its rows go to the
+    ``reanalysed`` table, keyed by (reanalysis, patient, sample), and the samples table is not
+    touched. None: the samples themselves (``analyze``).
+    """
+    fields = FIELDS if reanalysis is None else ("reanalysis", *FIELDS)
+    key = ("patient", "sample") if reanalysis is None else ("reanalysis", "patient", "sample")
+    cols = ", ".join(fields)
+    marks = ", ".join("?" for _ in fields)
+    update = ", ".join(f"{f} = excluded.{f}" for f in fields if f not in key)
     sql = (
-        f"INSERT INTO samples ({cols}) VALUES ({marks}) "
-        f"ON CONFLICT (patient, sample) DO UPDATE SET {update}"
+        f"INSERT INTO {'samples' if reanalysis is None else 'reanalysed'} ({cols}) "
+        f"VALUES ({marks}) ON CONFLICT ({', '.join(key)}) DO UPDATE SET {update}"
     )
-    data = [tuple(_value(r.get(f)) for f in FIELDS) for r in rows]
-    data = [d for d in data if d[0] is not None and d[1] is not None]
+    extra = () if reanalysis is None else (reanalysis,)
+    data = [(*extra, *(_value(r.get(f)) for f in FIELDS)) for r in rows]
+    data = [d for d in data if d[len(extra)] is not None and d[len(extra) + 1] is not None]
     try:
         with closing(connect(path)) as con:
             con.execute("BEGIN IMMEDIATE")
@@ -176,5 +197,24 @@ def patients(path: str | os.PathLike) -> list[dict[str, Any]]:
         cur = con.execute(
             "SELECT patient, COUNT(*) AS samples, MAX(drawn_at) AS last_drawn FROM samples "
             "GROUP BY patient ORDER BY patient"
+        )
+        return [dict(r) for r in cur]
+
+
+def all_samples(path: str | os.PathLike, patient: str | None = None) -> list[dict[str, Any]]:
+    """Every sample (of ``patient`` when given), by patient and draw date."""
+    where, args = ("WHERE patient = ? ", (patient,)) if patient is not None else ("", ())
+    with closing(connect(path)) as con:
+        cur = con.execute(f"SELECT * FROM samples {where}ORDER BY patient, drawn_at, sample", args)
+        return [dict(r) for r in cur]
+
+
+def reanalysed(path: str | os.PathLike, reanalysis: str | None = None) -> list[dict[str, Any]]:
+    """The rows reanalyses recorded (of the one ``reanalysis`` when given), by reanalysis,
+    patient and draw date."""
+    where, args = ("WHERE reanalysis = ? ", (reanalysis,)) if reanalysis is not None else ("", ())
+    with closing(connect(path)) as con:
+        cur = con.execute(
+            f"SELECT * FROM reanalysed {where}ORDER BY reanalysis, patient, drawn_at, sample", args
         )
         return [dict(r) for r in cur]

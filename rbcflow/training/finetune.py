@@ -8,6 +8,14 @@ tracks adjust the model rather than replace what it learnt. The new folder keeps
 architecture and input (so it analyses exactly like the parent) and records its parent
 (folder, checksum, weights' SHA-256) and its data (the sets, with the ``export.json`` of each
 that has one: which results and acquisitions the labels came from, and who reviewed them).
+
+Two guards against forgetting what the parent learnt from many patients, both optional:
+``freeze_cnn`` keeps the per-frame CNN (the early layers: the cell's appearance) as it is and
+trains the GRU and the head only; ``l2sp`` adds ``l2sp / 2 * ||w - w_parent||**2`` to the loss
+(L2-SP: Li, Grandvalet & Davoine, ICML 2018), pulling every weight toward the parent's rather
+than toward zero (Adam's own weight decay is then off). Without validation sequences the last
+epoch is kept and the parent's ``calibration`` (its held-out rates) is carried over, marked as
+the parent's: a few dozen reviewed tracks cannot re-measure them.
 """
 
 from __future__ import annotations
@@ -26,6 +34,46 @@ LR_FACTOR = 0.1
 """Fine-tuning learning rate: this times the stage's default (``TrainConfig.for_stage``)."""
 EPOCHS = 10
 """Fine-tuning epochs by default (the stage's from-scratch default is larger)."""
+
+
+def _anchored(network, l2sp: float, freeze_cnn: bool):
+    """A copy of ``network`` to fine-tune: the frame CNNs frozen (``freeze_cnn``), and a
+    gradient hook on every trained weight adding ``l2sp * (w - w_parent)`` (L2-SP)."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    net = copy.deepcopy(network)
+    for name, p in net.named_parameters():
+        if freeze_cnn and "frame_cnn" in name:
+            p.requires_grad_(False)
+    if freeze_cnn:  # batch-norm statistics of the frozen layers stay the parent's too
+        for name, m in net.named_modules():
+            if "frame_cnn" in name and isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = 0.0
+    if l2sp <= 0:
+        return net
+
+    class Anchored(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+            for i, p in enumerate(inner.parameters()):
+                self.register_buffer(f"anchor{i}", p.detach().clone())
+            self.hooked = False
+
+        def forward(self, x, lengths):
+            if not self.hooked:  # once, on the copy the training loop trains
+                for i, p in enumerate(self.inner.parameters()):
+                    if p.requires_grad:
+                        w0 = getattr(self, f"anchor{i}")
+                        p.register_hook(lambda g, p=p, w0=w0: g + l2sp * (p.detach() - w0))
+                self.hooked = True
+            return self.inner(x, lengths)
+
+    with torch.no_grad():
+        return Anchored(net)
 
 
 def data_provenance(folders: Sequence[str | Path]) -> list[dict[str, Any]]:
@@ -57,6 +105,8 @@ def fine_tune(
     batch_size: int | None = None,
     seed: int | None = None,
     augment: bool = True,
+    freeze_cnn: bool = False,
+    l2sp: float = 0.0,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[str, Any]:
     """Fine-tune the model in ``parent_dir`` and write the new model folder ``out``.
@@ -81,13 +131,18 @@ def fine_tune(
     base = TrainConfig.for_stage(stage)
     given = dict(epochs=epochs or EPOCHS, lr=lr or base.lr * LR_FACTOR, augment=augment)
     given.update({k: v for k, v in dict(batch_size=batch_size, seed=seed).items() if v})
+    if l2sp > 0:
+        given["weight_decay"] = 0.0  # L2-SP replaces the decay toward zero
     cfg = dataclasses.replace(base, k=parent.k, **given)
+    init = _anchored(parent.network, l2sp, freeze_cnn)
     try:
-        result = train(
-            train_set, val_set, cfg, device=device, progress=progress, init=parent.network
-        )
+        result = train(train_set, val_set, cfg, device=device, progress=progress, init=init)
     except ValueError as exc:
         raise DatasetError(str(exc)) from None
+    if hasattr(result.network, "inner"):
+        result = dataclasses.replace(result, network=result.network.inner)
+    for p in result.network.parameters():
+        p.requires_grad_(True)
     config = model_config(cfg, train_set, val_set, [result], [str(d) for d in data_sources])
     # the parent's network and input, exactly: the new folder analyses like its parent
     config["architecture"] = parent.config["architecture"]
@@ -100,9 +155,12 @@ def fine_tune(
         "origin": parent.origin,
     }
     config["training"]["data"] = data_provenance(data_sources)
+    config["training"]["fine_tuning"] = {"freeze_cnn": freeze_cnn, "l2sp": l2sp}
     calibration = validation_calibration(result.network, val_set, stage, parent.k)
     if calibration is not None:
         config["calibration"] = calibration
+    elif isinstance(parent.config.get("calibration"), dict):
+        config["calibration"] = {**parent.config["calibration"], "from_parent": True}
     return save_model(out, result.network, config), result
 
 

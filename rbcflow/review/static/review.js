@@ -8,6 +8,8 @@
   const KEYS = { t: "tank-treading", f: "flipping", u: "unreliable" };
   let review = data.review;          // track id -> reviewed label (the server's copy)
   let pos = 0;                        // index of the current track in data.tracks
+  const byId = new Map(data.tracks.map((t) => [t.id, t]));
+  let seq = 0;                        // counts the technician's actions (decide, undo, move)
   const history = [];                 // undo stack: {id, prev}
   let loopTimer = null;
   const $ = (id) => document.getElementById(id);
@@ -36,8 +38,37 @@
     data.tracks.forEach((t, i) => updateItem(i));
     ol.addEventListener("click", (e) => {
       const li = e.target.closest("li");
-      if (li) { go(Number(li.dataset.index)); }
+      if (li) { seq += 1; go(Number(li.dataset.index)); }
     });
+  }
+
+  // the server's new review order (after every decision): the list follows it, the current
+  // track stays the current one
+  function applyOrder(order) {
+    if (!order || order.length !== data.tracks.length) { return; }
+    const cur = data.tracks[pos];
+    data.tracks = order.map((id) => byId.get(id));
+    const ol = $("tracklist");
+    const frag = document.createDocumentFragment();
+    data.tracks.forEach((t, i) => {
+      const li = $("li-" + t.id);
+      li.dataset.index = String(i);
+      frag.appendChild(li);
+      if (t === cur) { pos = i; }
+    });
+    ol.appendChild(frag);
+    document.body.dataset.best = String(data.tracks[0].id);
+    document.body.dataset.reranked = String(Number(document.body.dataset.reranked || 0) + 1);
+  }
+
+  function showTitle() {
+    const t = data.tracks[pos];
+    $("tracktitle").textContent = "track " + t.id + "  (" + (pos + 1) + " of " + data.tracks.length + ")";
+  }
+
+  function firstOpen() {
+    const i = data.tracks.findIndex((t) => !labelOf(t));
+    return i < 0 ? 0 : i;
   }
 
   function updateItem(i) {
@@ -97,7 +128,7 @@
   function show() {
     const t = data.tracks[pos];
     if (!t) { return; }
-    $("tracktitle").textContent = "track " + t.id + "  (" + (pos + 1) + " of " + data.tracks.length + ")";
+    showTitle();
     const r = labelOf(t);
     $("callline").textContent = "call: " + t.called + (t.rule ? " (" + t.rule + ")" : "") +
       (r ? "   \u2014 reviewed: " + r : "   \u2014 not reviewed");
@@ -126,6 +157,11 @@
     if (data.has_thumbnail) { $("thumb").src = base + "/thumbnail.png"; }
     showPath(t);
     prefetch(pos + 1); prefetch(pos + 2);
+    markCurrent();
+  }
+
+  function markCurrent() {
+    const t = data.tracks[pos];
     document.querySelectorAll("#tracklist li.cur").forEach((li) => li.classList.remove("cur"));
     const li = $("li-" + t.id);
     if (li) { li.classList.add("cur"); li.scrollIntoView({ block: "nearest" }); }
@@ -135,7 +171,7 @@
   function go(i) { pos = Math.max(0, Math.min(data.tracks.length - 1, i)); show(); }
 
   let queue = Promise.resolve();
-  function post(id, label) {
+  function post(id, label, jump) {
     // decisions go to the server one after another, in the order they were made
     queue = queue.then(() => fetch(base + "/decide", {
       method: "POST", credentials: "same-origin",
@@ -145,6 +181,9 @@
       if (!r.ok) { return r.text().then((m) => { throw new Error(m); }); }
       return r.json();
     }).then((res) => {
+      applyOrder(res.order);
+      // nothing done since this decision: go on with the server's new best track
+      if (jump === seq && firstOpen() !== pos) { go(firstOpen()); } else { showTitle(); markCurrent(); }
       showFigures(res.figures);
       $("saved").textContent = "saved"; $("saved").className = "saved ok";
       document.body.dataset.saved = String(Number(document.body.dataset.saved || 0) + 1);
@@ -160,25 +199,30 @@
     history.push({ id: t.id, prev: prev, index: pos });
     review[String(t.id)] = label;
     updateItem(pos);
-    post(t.id, label);
-    go(pos + 1);
+    // at once: the next open track of the current order, until the server's new order comes
+    let next = data.tracks.findIndex((u, i) => i > pos && !labelOf(u));
+    go(next < 0 ? pos + 1 : next);
+    seq += 1;
+    post(t.id, label, seq);
   }
 
   function undo() {
     const h = history.pop();
     if (!h) { return; }
     if (h.prev) { review[String(h.id)] = h.prev; } else { delete review[String(h.id)]; }
-    updateItem(h.index);
-    post(h.id, h.prev);
-    go(h.index);
+    seq += 1;
+    const i = data.tracks.findIndex((t) => t.id === h.id);
+    updateItem(i);
+    go(i);
+    post(h.id, h.prev, -1);
   }
 
   function onKey(key) {
     if (KEYS[key]) { decide(KEYS[key]); }
     else if (key === " ") { decide(data.tracks[pos].called); }
     else if (key === "Backspace") { undo(); }
-    else if (key === "ArrowRight" || key === "ArrowDown") { go(pos + 1); }
-    else if (key === "ArrowLeft" || key === "ArrowUp") { go(pos - 1); }
+    else if (key === "ArrowRight" || key === "ArrowDown") { seq += 1; go(pos + 1); }
+    else if (key === "ArrowLeft" || key === "ArrowUp") { seq += 1; go(pos - 1); }
     else { return false; }
     return true;
   }
@@ -194,14 +238,15 @@
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState !== "visible") { return; }
     fetch(base + "/state", { credentials: "same-origin" }).then((r) => r.json()).then((s) => {
-      review = s.review; data.tracks.forEach((t, i) => updateItem(i)); showFigures(s.figures); show();
+      review = s.review; applyOrder(s.order);
+      data.tracks.forEach((t, i) => updateItem(i)); showFigures(s.figures); show();
     }).catch(() => {});
   });
 
   renderList();
   showFigures(data.figures);
   // resume: the first track not reviewed yet (review order puts them first)
-  const first = data.tracks.findIndex((t) => !labelOf(t));
-  go(first < 0 ? 0 : first);
+  document.body.dataset.best = String(data.tracks[0].id);
+  go(firstOpen());
   document.body.dataset.ready = "1";
 })();
