@@ -4,8 +4,8 @@ The reviewed fraction is the stratified estimate of :mod:`rbcflow.review.stratif
 reviewed track takes its reviewed label, and the unreviewed tracks of each stratum (call
 group x probability bins) count as the class shares that the stratum's reviewed tracks show
 (a Dirichlet posterior, its prior on the calls); the interval is that posterior's, in closed
-form (the module's notes). The plain count (reviewed labels, other tracks' calls) is kept beside it as
-``counted_fraction`` for the page.
+form (the module's notes). The plain count (reviewed labels, other tracks' calls) is kept
+beside it as ``counted_fraction`` for the page.
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ Stratum ``h``'s true class shares ``theta_h`` (tank-treading, flipping, unreliab
 Dirichlet prior of strength ``alpha`` (:attr:`ReviewConfig.prior_strength`, in pseudo-tracks),
 a share ``w`` (:attr:`ReviewConfig.prior_call_weight`, 0.97) on the stratum's call and the
 rest spread as the tracks' mean classifier probabilities (``p_reliable * p_tank_treading``,
-``p_reliable * (1 - p_tank_treading)``, ``1 - p_reliable``), and the reviewed tracks of the stratum are its observations: the
-posterior is ``Dirichlet(prior + reviewed counts)``. Then
+``p_reliable * (1 - p_tank_treading)``, ``1 - p_reliable``), and the reviewed tracks of the
+stratum are its observations: the posterior is ``Dirichlet(prior + reviewed counts)``. Then
 
 - ``TT = reviewed tank-treading + sum_h unreviewed_h * E[theta_h,TT]``, ``FL`` likewise, and
   the fraction is ``TT / (TT + FL)``: with no review it is (almost) the calls' count, with
