@@ -171,6 +171,14 @@ def calibration_blocks(classifier: Any) -> tuple[Any, Any] | None:
         return None
 
 
+def _join_interval(est: dict[str, Any], s2: dict[str, Any]) -> None:
+    """Widen ``est``'s interval to cover ``stage2``'s (whose bootstrap carries the validated
+    confusion rates and their spread between patients)."""
+    if np.isfinite(s2["ci_low"]) and np.isfinite(est["ci_low"]):
+        est["ci_low"] = min(est["ci_low"], s2["ci_low"])
+        est["ci_high"] = max(est["ci_high"], s2["ci_high"])
+
+
 def _leak_estimate(
     method,
     lab,
@@ -215,9 +223,7 @@ def _leak_estimate(
             **common,
         )
         leaked = est["estimated_leaked"]
-    if np.isfinite(s2["ci_low"]) and np.isfinite(est["ci_low"]):
-        est["ci_low"] = min(est["ci_low"], s2["ci_low"])
-        est["ci_high"] = max(est["ci_high"], s2["ci_high"])
+    _join_interval(est, s2)
     return {**est, "method": method, "note": "", "estimated_leaked": leaked}
 
 
@@ -244,9 +250,7 @@ def _em_estimate(
         report.confidence,
         seed=estimate.seed,
     )
-    if np.isfinite(s2["ci_low"]) and np.isfinite(est["ci_low"]):
-        est["ci_low"] = min(est["ci_low"], s2["ci_low"])
-        est["ci_high"] = max(est["ci_high"], s2["ci_high"])
+    _join_interval(est, s2)
     est.update(method="em", note="", estimated_leaked=s2["estimated_leaked"])
     return est
 

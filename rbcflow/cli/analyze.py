@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
 import click
 
-from rbcflow.cli.main import error_line, is_debug, main, parse_scale, progress_bar
+from rbcflow.cli.main import error_line, is_debug, main, progress_bar
 from rbcflow.cli.patient import load_samples, sample_options
+from rbcflow.cli.run_options import (
+    check_models,
+    load_checked_classifier,
+    parse_workers,
+    run_options,
+    settings_from,
+)
 from rbcflow.cli.terminal import terminal_safe
-from rbcflow.config import CropConfig, FrontEndConfig, ReaderConfig
 from rbcflow.errors import RbcflowError
 
 DEFAULT_OUT = "rbcflow-results"
@@ -52,51 +57,6 @@ def _result_text(row: dict, report: Path | None) -> str:
     return f"{name}: {prefix}{figure}{where}"
 
 
-def check_models(stage1: Path | None, stage2: Path | None, allow_user: bool) -> list[str]:
-    """Check both model folders (schema, checksums) before loading them; refuse one that is
-    not a shipped model unless ``allow_user``. Returns a terminal note per user-supplied model.
-
-    Raises
-    ------
-    ModelError
-        A folder is damaged or breaks the schema, or is user-supplied without ``allow_user``.
-    """
-    import os
-
-    from rbcflow.classify.model_folder import (
-        MODELS_ENV,
-        default_model_dir,
-        model_origin,
-        user_model_refusal,
-    )
-    from rbcflow.errors import ModelError
-
-    notes = []
-    for stage, folder in ((1, stage1), (2, stage2)):
-        path = Path(folder) if folder is not None else default_model_dir(stage)
-        found = model_origin(path)
-        if found.shipped:
-            continue
-        via = f" (named by ${MODELS_ENV})" if folder is None and os.environ.get(MODELS_ENV) else ""
-        if not allow_user:
-            raise ModelError(user_model_refusal(found) + via, path)
-        notes.append(
-            f"rbcflow: using a user-supplied stage-{stage} model{via}: {path} "
-            f"(checksum {found.checksum}; recorded in report.csv and run.json)"
-        )
-    return notes
-
-
-def parse_workers(ctx, param, value):
-    """click callback of ``--workers``: a count >= 1 or ``auto`` (kept as the string)."""
-    text = str(value).strip().lower()
-    if text == "auto":
-        return "auto"
-    if not text.isdigit() or int(text) < 1:
-        raise click.BadParameter(f"{value!r} is not a count >= 1 or 'auto'")
-    return int(text)
-
-
 def _peak_line(peaks: dict[int, int], engine: str) -> str | None:
     if not peaks:
         return None
@@ -116,58 +76,12 @@ def _peak_line(peaks: dict[int, int], engine: str) -> str | None:
     show_default=True,
     help="Output folder.",
 )
-@click.option(
-    "--fps",
-    type=click.FloatRange(min=1, max=10000, min_open=False),
-    help="Frame rate to use instead of the file's (frames/s).",
-)
-@click.option(
-    "--scale",
-    "scale",
-    metavar="FACTOR|auto",
-    callback=parse_scale,
-    help=f"Resample crops by FACTOR so cells look ~{CropConfig().target_diameter:.0f} px across "
-    "as in training (auto: measured per video) [default: 1, the video's scale].",
-)
-@click.option(
-    "--models-stage1",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Stage-1 model folder [default: the shipped model].",
-)
-@click.option(
-    "--models-stage2",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Stage-2 model folder [default: the shipped model].",
-)
-@click.option(
-    "--allow-user-models",
-    is_flag=True,
-    help="Use model folders that are not the shipped models (your own, from rbcflow train); "
-    "report.csv and run.json then say user-supplied, with their checksums.",
-)
-@click.option("--device", help="Torch device, e.g. cpu or cuda [default: cuda if available].")
+@run_options  # --fps --scale --models-stage1/2 --allow-user-models --device --workers --scheduler
 @click.option(
     "--force",
     is_flag=True,
     help="Analyse again acquisitions already done with the same input, parameters "
     "and models (otherwise they are skipped).",
-)
-@click.option(
-    "--workers",
-    "-j",
-    metavar="N|auto",
-    default="1",
-    show_default=True,
-    callback=parse_workers,
-    help="Acquisitions analysed at once, each in its own process (auto: one per core, as many "
-    "as the free memory holds); the report is the same as with 1.",
-)
-@click.option(
-    "--scheduler",
-    metavar="ADDRESS|local",
-    help="Run each acquisition as a task on the Dask cluster at ADDRESS (tcp://host:8786), or "
-    "on a local one (local); inputs and OUT on a file system all workers see. "
-    "Needs pip install 'rbcflow[dask]'.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars (for scripts).")
 @sample_options  # --samples, --name-pattern, --registry (rbcflow.cli.patient)
@@ -203,25 +117,16 @@ def analyze(
     """
     from rbcflow.batch import analyze_batch
     from rbcflow.io.folders import check_output_dir
-    from rbcflow.pipeline import AnalysisSettings
 
-    fe = FrontEndConfig()
-    if fps is not None:
-        fe = dataclasses.replace(fe, reader=ReaderConfig(fps=fps))
-    fe = dataclasses.replace(fe, crops=dataclasses.replace(CropConfig(), scale=scale))
-    settings = AnalysisSettings(frontend=fe)
-
+    settings = settings_from(fps, scale)
     try:
         out_dir = check_output_dir(out)
-        from rbcflow.classify.inference import load_classifier
-
-        notes = check_models(models_stage1, models_stage2, allow_user_models)
-        classifier = load_classifier(models_stage1, models_stage2, device=device)
+        classifier = load_checked_classifier(
+            models_stage1, models_stage2, allow_user_models, device
+        )
     except RbcflowError as exc:
         report_error(exc)
         sys.exit(2)
-    for note in notes:
-        click.echo(terminal_safe(note), err=True)
     sample_set = load_samples(paths)  # a bad sheet: every problem on its line, exit 2
 
     def say(line: str) -> None:
@@ -319,4 +224,11 @@ def analyze(
         sys.exit(1)
 
 
-__all__ = ["analyze", "check_models", "error_line", "result_line", "terminal_safe"]
+__all__ = [
+    "analyze",
+    "check_models",
+    "error_line",
+    "parse_workers",
+    "result_line",
+    "terminal_safe",
+]

@@ -6,16 +6,15 @@ Heavy modules (pandas, torch, the batch) are imported inside the command, so tha
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
 import click
 
-from rbcflow.cli.analyze import check_models, parse_workers, report_error, result_line
-from rbcflow.cli.main import main, parse_scale, progress_bar
+from rbcflow.cli.analyze import report_error, result_line
+from rbcflow.cli.main import main, progress_bar
+from rbcflow.cli.run_options import load_checked_classifier, run_options, settings_from
 from rbcflow.cli.terminal import terminal_safe
-from rbcflow.config import CropConfig, FrontEndConfig, ReaderConfig
 from rbcflow.errors import RbcflowError
 
 DEFAULT_OUT = "rbcflow-reanalyses"
@@ -38,45 +37,7 @@ DEFAULT_OUT = "rbcflow-reanalyses"
     show_default=True,
     help="Where reanalysis folders go (one per models and parameters: DATE_S1-S2_PARAMS).",
 )
-@click.option(
-    "--workers",
-    "-j",
-    metavar="N|auto",
-    default="1",
-    show_default=True,
-    callback=parse_workers,
-    help="Acquisitions analysed at once, each in its own process, as for analyze.",
-)
-@click.option(
-    "--scheduler",
-    metavar="ADDRESS|local",
-    help="Run the acquisitions on a Dask cluster at ADDRESS (local: a LocalCluster).",
-)
-@click.option(
-    "--fps",
-    type=click.FloatRange(min=1, max=10000),
-    help="Frame rate to use instead of the file's (frames/s).",
-)
-@click.option(
-    "--scale",
-    metavar="FACTOR|auto",
-    callback=parse_scale,
-    help="Resample crops by FACTOR, as for analyze [default: 1, the video's scale].",
-)
-@click.option(
-    "--models-stage1",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Stage-1 model folder [default: the shipped model].",
-)
-@click.option(
-    "--models-stage2",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Stage-2 model folder [default: the shipped model].",
-)
-@click.option(
-    "--allow-user-models", is_flag=True, help="Use model folders that are not the shipped models."
-)
-@click.option("--device", help="Torch device, e.g. cpu or cuda [default: cuda if available].")
+@run_options  # --fps --scale --models-stage1/2 --allow-user-models --device --workers --scheduler
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars (for scripts).")
 def reanalyze(
     registry,
@@ -111,26 +72,18 @@ def reanalyze(
     """
     from rbcflow.batch.reanalyze import reanalyze as run
     from rbcflow.batch.reanalyze import select
-    from rbcflow.pipeline import AnalysisSettings
     from rbcflow.samples.registry import default_registry
 
-    fe = FrontEndConfig()
-    if fps is not None:
-        fe = dataclasses.replace(fe, reader=ReaderConfig(fps=fps))
-    fe = dataclasses.replace(fe, crops=dataclasses.replace(CropConfig(), scale=scale))
-    settings = AnalysisSettings(frontend=fe)
+    settings = settings_from(fps, scale)
     path = registry or default_registry()
     try:
         select(path, since=since, patient=patient_id)  # before loading any model
-        from rbcflow.classify.inference import load_classifier
-
-        notes = check_models(models_stage1, models_stage2, allow_user_models)
-        classifier = load_classifier(models_stage1, models_stage2, device=device)
+        classifier = load_checked_classifier(
+            models_stage1, models_stage2, allow_user_models, device
+        )
     except RbcflowError as exc:
         report_error(exc)
         sys.exit(2)
-    for note in notes:
-        click.echo(terminal_safe(note), err=True)
 
     def say(line: str) -> None:
         if quiet:
