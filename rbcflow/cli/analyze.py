@@ -199,7 +199,8 @@ def analyze(
         click.echo(
             "\n"
             + terminal_safe(
-                f"rbcflow: interrupted; finished acquisitions are in {out_dir / 'report.csv'}"
+                f"rbcflow: interrupted; finished acquisitions are kept in {out_dir} (run the "
+                "same command again to resume: they are skipped)"
             ),
             err=True,
         )
