@@ -12,21 +12,19 @@ truncated file holds.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
 from rbcflow.errors import VideoReadError
+from rbcflow.io.avi.fixed import FixedFrameReader
 from rbcflow.io.avi.riff import AviLayout, read_avi_layout
-from rbcflow.io.base import VideoReader
 from rbcflow.io.fps import DEFAULT_FPS, resolve_fps
 from rbcflow.io.limits import check_frame_size
 from rbcflow.run_settings import InputLimits
 
 
-class RawAviReader(VideoReader):
+class RawAviReader(FixedFrameReader):
     """Reader of uncompressed AVI (8-, 24- or 32-bit DIB frames), without OpenCV's decoder.
 
     Parameters
@@ -90,11 +88,7 @@ class RawAviReader(VideoReader):
                 lut = gray
         self._lut = lut
         resolve_fps(self, lay.fps, fps, default_fps)
-        self._fh: BinaryIO | None = open(self.source, "rb")  # noqa: SIM115 - closed in close()
-        self._buf = bytearray(self._frame_bytes)
-
-    def __len__(self) -> int:
-        return self._n
+        self._open(self._frame_bytes)
 
     def _decode(self, buf: bytearray) -> np.ndarray:
         cv2 = self._cv2
@@ -111,33 +105,3 @@ class RawAviReader(VideoReader):
             gray = gray[::-1]
         # a copy: the buffer is reused for the next frame
         return np.array(gray, dtype=np.uint8, order="C", copy=True)
-
-    def _read_into(self, fh: BinaryIO, i: int, buf: bytearray) -> np.ndarray:
-        fh.seek(int(self._lay.offsets[i]))
-        got = fh.readinto(buf)
-        if got != len(buf):
-            raise VideoReadError(
-                f"frame {i} cannot be read (file changed or shortened)", self.source
-            )
-        return self._decode(buf)
-
-    def get_frame(self, i: int) -> np.ndarray:
-        if self._fh is None:
-            raise VideoReadError("reader is closed", self.source)
-        return self._read_into(self._fh, i, self._buf)
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        # Own file handle and buffer: iterating does not disturb get_frame (and vice versa).
-        buf = bytearray(self._frame_bytes)
-        with open(self.source, "rb") as fh:
-            for i in range(self._n):
-                yield self._read_into(fh, i, buf)
-
-    def close(self) -> None:
-        if getattr(self, "_fh", None) is not None:
-            self._fh.close()
-            self._fh = None
-
-    def __del__(self) -> None:
-        # a reader dropped without close() must not leak its file (nor warn about it)
-        self.close()

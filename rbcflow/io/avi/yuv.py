@@ -23,15 +23,13 @@ Layout: YUV frames are stored top-down whatever the sign of ``biHeight`` (Micros
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
 from rbcflow.errors import VideoReadError
+from rbcflow.io.avi.fixed import FixedFrameReader
 from rbcflow.io.avi.riff import AviLayout, read_avi_layout
-from rbcflow.io.base import VideoReader
 from rbcflow.io.fps import DEFAULT_FPS, resolve_fps
 from rbcflow.io.limits import check_frame_size
 from rbcflow.run_settings import InputLimits
@@ -64,7 +62,7 @@ def yuv420_frame_bytes(width: int, height: int) -> int:
     return width * height + 2 * ((width + 1) // 2) * ((height + 1) // 2)
 
 
-class YuvAviReader(VideoReader):
+class YuvAviReader(FixedFrameReader):
     """Reader of uncompressed planar YUV 4:2:0 AVI (:data:`YUV420_FOURCCS`): the luma only.
 
     Parameters
@@ -115,39 +113,9 @@ class YuvAviReader(VideoReader):
         self.dtype = np.dtype(np.uint8)
         self._lut = studio_to_full_lut()
         resolve_fps(self, lay.fps, fps, default_fps)
-        self._fh: BinaryIO | None = open(self.source, "rb")  # noqa: SIM115 - closed in close()
-        self._buf = bytearray(w * h)
+        self._open(w * h)  # the Y plane only: it leads the chunk
 
-    def __len__(self) -> int:
-        return self._n
-
-    def _read_into(self, fh: BinaryIO, i: int, buf: bytearray) -> np.ndarray:
-        fh.seek(int(self._lay.offsets[i]))
-        if fh.readinto(buf) != len(buf):
-            raise VideoReadError(
-                f"frame {i} cannot be read (file changed or shortened)", self.source
-            )
+    def _decode(self, buf: bytearray) -> np.ndarray:
         y = np.frombuffer(buf, np.uint8).reshape(self.shape)
         # LUT writes a new array: the buffer is reused for the next frame
         return self._cv2.LUT(y, self._lut)
-
-    def get_frame(self, i: int) -> np.ndarray:
-        if self._fh is None:
-            raise VideoReadError("reader is closed", self.source)
-        return self._read_into(self._fh, i, self._buf)
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        # Own file handle and buffer: iterating does not disturb get_frame (and vice versa).
-        buf = bytearray(len(self._buf))
-        with open(self.source, "rb") as fh:
-            for i in range(self._n):
-                yield self._read_into(fh, i, buf)
-
-    def close(self) -> None:
-        if getattr(self, "_fh", None) is not None:
-            self._fh.close()
-            self._fh = None
-
-    def __del__(self) -> None:
-        # a reader dropped without close() must not leak its file (nor warn about it)
-        self.close()
