@@ -1,4 +1,5 @@
-"""Helpers shared by the front-end tests: an in-memory reader and an analytic cell."""
+"""Helpers shared by the front-end tests: an in-memory reader, an analytic cell, and a linker
+fed hand-built detections."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from rbcflow.io.base import VideoReader
+
+LINK_BG = np.zeros((80, 400), np.float32)
+"""The blank background :func:`link_detections` links on."""
 
 
 class ArrayReader(VideoReader):
@@ -56,3 +60,17 @@ def cell_image(
     if np.dtype(dtype) == np.uint16:
         return np.clip(np.rint(img * 256), 0, 65535).astype(np.uint16)
     return img.astype(dtype)
+
+
+def link_detections(dets, cfg=None):
+    """Link hand-built detections, ``dets[t]`` a list of (x, y), on :data:`LINK_BG`
+    (refinement off unless ``cfg`` says otherwise); returns (finished tracks, the linker)."""
+    from rbcflow.config import TrackingConfig
+    from rbcflow.frontend.tracking import Linker
+
+    link = Linker(LINK_BG, cfg or TrackingConfig(refine=False))
+    done = []
+    for t, d in enumerate(dets):
+        done += link.step(t, None, np.array(d, float).reshape(-1, 2))
+    done += link.finish()
+    return done, link

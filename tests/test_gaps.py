@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _frontend_util import ArrayReader, cell_image
+from _frontend_util import ArrayReader, cell_image, link_detections
 
 from rbcflow.config import DetectionConfig, FrontEndConfig, TrackingConfig
 from rbcflow.frontend import run_frontend
@@ -12,28 +12,15 @@ from rbcflow.frontend.detection import FrameDetector
 from rbcflow.frontend.joining import join_gate, merge_tracks
 from rbcflow.frontend.normalise import gain_offset
 from rbcflow.frontend.scoring import score_tracks
-from rbcflow.frontend.tracking import Linker
 from rbcflow.frontend.tracks import Track, tracks_to_tables
 from rbcflow.synthetic import preset_config, render_acquisition
-
-BG = np.zeros((80, 400), np.float32)
-
-
-def _link(dets, cfg=None):
-    """Link hand-built detections: ``dets[t]`` a list of (x, y)."""
-    link = Linker(BG, cfg or TrackingConfig(refine=False))
-    done = []
-    for t, d in enumerate(dets):
-        done += link.step(t, None, np.array(d, float).reshape(-1, 2))
-    done += link.finish()
-    return done, link
 
 
 @pytest.mark.parametrize("gap", [1, 2, 3])
 def test_a_cell_missing_for_1_2_3_frames_is_one_track(gap):
     miss = set(range(12, 12 + gap))
     dets = [[] if t in miss else [(10.0 + 6 * t, 40.0)] for t in range(30)]
-    done, link = _link(dets)
+    done, link = link_detections(dets)
     assert len(done) == 1 and link.n_joins == 0
     tr = done[0]
     assert tr.frames == list(range(30))
@@ -48,7 +35,7 @@ def test_a_cell_missing_for_1_2_3_frames_is_one_track(gap):
 def test_longer_gap_is_joined_as_a_second_pass_and_counted():
     miss = set(range(10, 16))  # 6 frames: past max_gap (3), within join_window (24)
     dets = [[] if t in miss else [(10.0 + 5 * t, 40.0 + 0.1 * t)] for t in range(40)]
-    done, link = _link(dets)
+    done, link = link_detections(dets)
     assert len(done) == 1 and link.n_joins == 1 and done[0].joins == 1
     tr = done[0]
     assert tr.frames == list(range(40))
@@ -57,12 +44,12 @@ def test_longer_gap_is_joined_as_a_second_pass_and_counted():
     np.testing.assert_allclose(tr.xs[10:16], 10.0 + 5 * np.arange(10, 16))
     np.testing.assert_allclose(tr.ys[10:16], 40.0 + 0.1 * np.arange(10, 16))
     # without joining: two tracks
-    done, link = _link(dets, TrackingConfig(refine=False, join_window=0))
+    done, link = link_detections(dets, TrackingConfig(refine=False, join_window=0))
     assert len(done) == 2 and link.n_joins == 0
     # a fragment somewhere else is not joined
     far = [d if t < 10 else [(10.0 + 5 * t, 60.0)] for t, d in enumerate(dets)]
     far = [[] if t in miss else d for t, d in enumerate(far)]
-    done, link = _link(far)
+    done, link = link_detections(far)
     assert len(done) == 2 and link.n_joins == 0
 
 
@@ -88,13 +75,13 @@ def test_join_gate_and_merge_fill_payload():
 def test_two_cells_passing_close_keep_their_identities():
     # A fast cell overtakes a slow one on a lane 14 px away: detections exchange nothing.
     dets = [[(20.0 + 3 * t, 30.0), (5.0 + 9 * t, 44.0)] for t in range(40)]
-    done, _ = _link(dets)
+    done, _ = link_detections(dets)
     assert len(done) == 2
     for tr in done:
         assert len(tr) == 40 and np.ptp(tr.ys) == 0.0
     # crossing paths (one drifts across the other's lane): still two whole tracks
     dets = [[(20.0 + 3 * t, 30.0), (5.0 + 9 * t, 44.0 - 0.5 * t)] for t in range(40)]
-    done, _ = _link(dets)
+    done, _ = link_detections(dets)
     assert sorted(len(tr) for tr in done) == [40, 40]
     for tr in done:
         v = np.diff(tr.xs)

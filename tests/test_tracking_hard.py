@@ -5,27 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _frontend_util import cell_image
+from _frontend_util import cell_image, link_detections
 
 from rbcflow.config import DetectionConfig, FrontEndConfig, TrackingConfig
 from rbcflow.frontend.calibration import calibrate
 from rbcflow.frontend.detection import FrameDetector
 from rbcflow.frontend.joining import join_cost, robust_end
 from rbcflow.frontend.splitting import moment_pair, pair_centres
-from rbcflow.frontend.tracking import Linker
 from rbcflow.frontend.tracks import Track
-
-BG = np.zeros((80, 400), np.float32)
-
-
-def _link(dets, cfg=None):
-    """Link hand-built detections: ``dets[t]`` a list of (x, y)."""
-    link = Linker(BG, cfg or TrackingConfig(refine=False))
-    done = []
-    for t, d in enumerate(dets):
-        done += link.step(t, None, np.array(d, float).reshape(-1, 2))
-    done += link.finish()
-    return done, link
 
 
 @pytest.mark.parametrize("k", [4, 10, 20])
@@ -34,7 +21,7 @@ def test_a_cell_missing_for_k_frames_is_one_track(k):
     # used to start before the ended track was held, and the two were never compared).
     miss = set(range(12, 12 + k))
     dets = [[] if t in miss else [(10.0 + 4 * t, 40.0)] for t in range(40)]
-    done, link = _link(dets)
+    done, link = link_detections(dets)
     assert len(done) == 1 and link.n_joins == 1
     assert done[0].frames == list(range(40))
     assert [t for t, d in zip(done[0].frames, done[0].detected, strict=True) if not d] == sorted(
@@ -51,7 +38,7 @@ def test_long_gap_with_jittery_centres_is_joined():
         [] if t in miss else [(5.0 + 5 * t + rng.normal(0, 0.4), 40.0 + rng.normal(0, 0.4))]
         for t in range(70)
     ]
-    done, link = _link(dets)
+    done, link = link_detections(dets)
     assert len(done) == 1 and link.n_joins == 1 and len(done[0]) == 70
 
 
@@ -59,14 +46,14 @@ def test_a_fragment_on_the_next_lane_is_not_joined():
     # the cell stops being seen; another one starts 10 px across the flow where it would be
     dets = [[(10.0 + 5 * t, 40.0)] if t < 20 else [] for t in range(26)]
     dets += [[(10.0 + 5 * t, 50.0)] for t in range(26, 50)]
-    done, link = _link(dets)
+    done, link = link_detections(dets)
     assert len(done) == 2 and link.n_joins == 0
 
 
 def test_two_detections_of_one_cell_give_one_track():
     # a cell cut in two components that both refined to about its centre (2.7 px apart)
     dets = [[(10.0 + 8 * t, 40.0 - 1.35), (10.0 + 8 * t + 0.4, 40.0 + 1.35)] for t in range(30)]
-    done, _ = _link(dets)
+    done, _ = link_detections(dets)
     assert len(done) == 1 and len(done[0]) == 30
     np.testing.assert_allclose(done[0].ys, 40.0 - 1.35, atol=1e-9)  # the first kept
 
@@ -75,7 +62,7 @@ def test_a_cell_along_the_border_is_joined_across_a_gap():
     # a cell cut by the bottom border: its centre at the border and its prediction past it
     miss = set(range(15, 21))
     dets = [[] if t in miss else [(10.0 + 3 * t, 79.2 + 0.05 * (t % 2))] for t in range(40)]
-    done, link = _link(dets)
+    done, link = link_detections(dets)
     assert len(done) == 1 and link.n_joins == 1 and len(done[0]) == 40
 
 
@@ -85,7 +72,7 @@ def test_a_fragment_starting_a_frame_before_the_end_is_joined():
     dets = [[(10.0 + 6 * t, 40.0)] if t < 20 else [] for t in range(45)]
     for t in range(18, 45):
         dets[t].append((17.0 + 6 * t, 40.0))
-    done, link = _link(dets)
+    done, link = link_detections(dets)
     assert len(done) == 1 and link.n_joins == 1
     tr = done[0]
     assert tr.frames == list(range(45))
