@@ -62,8 +62,8 @@ def child(data: str, out: str, workers: str, scheduler: str, device: str) -> Non
     scheduler = scheduler or None
     code = code_hash()
     from rbcflow.batch import analyze_batch
-    from rbcflow.batch.jobs import peak_rss_bytes
     from rbcflow.classify.inference import load_classifier
+    from rbcflow.memory import peak_rss_bytes
 
     clf = load_classifier(device=device)
     peaks: dict[int, int] = {}

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import resource
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import Any
 from rbcflow.batch.acquisition import analyze_acquisition
 from rbcflow.batch.inputs import ANALYZE_NO_CELLS_HINT, disk_full
 from rbcflow.errors import ModelError, NoCellsError, OutputError, RbcflowError
+from rbcflow.memory import peak_rss_bytes
 from rbcflow.pipeline import AnalysisSettings, ClassifierLike, ProgressFactory
 
 
@@ -71,20 +71,6 @@ class Outcome:
             return int((self.row or {}).get("frames") or 0)
         except (TypeError, ValueError):
             return 0
-
-
-def peak_rss_bytes() -> int:
-    """This process' peak resident memory in bytes (``VmHWM`` of ``/proc/self/status``;
-    ``getrusage`` where there is no ``/proc``)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
 
 
 def failure_reason(exc: BaseException) -> str:

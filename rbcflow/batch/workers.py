@@ -12,23 +12,11 @@
 from __future__ import annotations
 
 from rbcflow.errors import RbcflowError
+from rbcflow.memory import available_memory
 from rbcflow.run_settings import ParallelConfig
 from rbcflow.threads import available_cores
 
 MIB = 1024**2
-
-
-def available_memory() -> int | None:
-    """Bytes of memory the machine can give without swapping (``MemAvailable`` of
-    ``/proc/meminfo``), or None where that is not known."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def auto_workers(
