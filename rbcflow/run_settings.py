@@ -45,6 +45,12 @@ class StreamConfig:
     torch_threads, opencv_threads : torch's intra-op and OpenCV's threads while the front end
         runs; 0: the thread budget's rule for this machine
         (:func:`rbcflow.threads.analyze_budget`: 1 and 1 on 2 cores).
+    reuse_frames_mib : when the background's samples come from one sequential pass
+        (compressed video: seeks dearer than decoding in order) and the whole video decoded
+        takes at most this many MiB, the front end tracks the frames of that pass instead of
+        decoding the video a second time (:func:`rbcflow.frontend.run.run_frontend`); 0: never.
+        A 20-s 480x360 FFV1 acquisition is 198 MiB decoded and 3.6 ms of CPU a frame to
+        decode: 4.3 s of CPU saved.
     """
 
     batch_tracks: int = 32
@@ -54,6 +60,7 @@ class StreamConfig:
     gallery_frames: int = 10
     torch_threads: int = 0
     opencv_threads: int = 0
+    reuse_frames_mib: int = 256
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,11 @@ class ParallelConfig:
         threads each).
     dask_retries : times a Dask task is run again after it raised (a worker that dies is
         handled by the scheduler's own ``distributed.scheduler.allowed-failures``, 3 by default).
+    worker_restarts : ``--workers``: times an acquisition that was at work in a worker process
+        that died (killed, out of memory) is given to a fresh set of workers before it becomes
+        a ``failed`` row; the pool is restarted for it, and the acquisitions that were not
+        running carry on. If the workers die that many times in a row with no acquisition
+        finishing in between, the batch stops with a one-line message.
     """
 
     worker_peak_mib: int = 800
@@ -159,3 +171,4 @@ class ParallelConfig:
     local_workers: int = 2
     local_threads: int = 1
     dask_retries: int = 2
+    worker_restarts: int = 2

@@ -102,3 +102,19 @@ class StandIn:
         p_rel = np.array([min(1.0, len(s) / 20) for s in sequences])
         p_tt = np.arange(len(sequences)) % 2 * 1.0
         return pd.DataFrame({"p_reliable": p_rel, "p_tank_treading": p_tt})
+
+
+def dying_run(job):
+    """A worker's job function (put in ``rbcflow.batch.parallel._run``'s place by a test): on an
+    acquisition whose name holds ``poison`` the analysis kills its own process, as the
+    out-of-memory killer would; any other runs as usual."""
+    import signal
+
+    from rbcflow.batch import jobs, parallel
+
+    def killed(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    # in this worker process only: what parallel._run calls once it has said which job it runs
+    parallel.run_job = killed if "poison" in Path(job.source).name else jobs.run_job
+    return parallel._run(job)

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,6 +20,7 @@ from _batch_util import (
     assert_consistent,
     assert_same_outputs,
     cli_env,
+    dying_run,
     make_videos,
 )
 
@@ -88,6 +90,64 @@ def test_ctrl_c_stops_the_workers_and_a_rerun_completes_every_acquisition(tmp_pa
         assert status == ("skipped" if name in complete else "ok"), (name, status)
     assert all((out / n / "run.json").is_file() for n in "abcd")
     assert not list(out.rglob("*.tmp"))  # the terminated workers' temporaries were cleared
+
+
+def test_a_worker_killed_mid_acquisition_is_replaced_and_the_batch_completes(tmp_path, shipped):
+    data = make_videos(tmp_path / "data", "abcd")
+    one, out = tmp_path / "one", tmp_path / "out"
+    analyze_batch([data], one, shipped, workers=1)
+    result: dict = {}
+
+    def run():
+        try:
+            result["rows"] = analyze_batch([data], out, shipped, workers=2)
+        except BaseException as exc:  # shown by the assertion below
+            result["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    killed = None
+    deadline = time.monotonic() + 120
+    while killed is None and time.monotonic() < deadline and thread.is_alive():
+        # an acquisition at work: its folder has strips/ and no run.json yet
+        started = [f for f in out.glob("*/strips") if not (f.parent / "run.json").exists()]
+        pool = worker_processes(os.getpid())
+        if started and pool:
+            os.kill(pool[0], signal.SIGKILL)  # as the out-of-memory killer would
+            killed = pool[0]
+        time.sleep(0.02)
+    thread.join(timeout=240)
+    assert killed is not None, "no acquisition was caught at work"
+    assert "error" not in result, result.get("error")
+    assert list(result["rows"].status) == ["ok"] * 4  # each once, the lost one(s) rerun
+    rep = assert_consistent(out)
+    assert list(rep.output) == list("abcd")
+    assert_same_outputs(one, out)
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_a_video_that_kills_its_worker_every_time_is_a_failed_row(tmp_path, shipped, monkeypatch):
+    data = make_videos(tmp_path / "data", ["a", "b-poison", "c"])
+    monkeypatch.setattr(parallel, "_run", dying_run)  # pickled by name: the workers run it
+    rows = analyze_batch([data], tmp_path / "out", shipped, workers=2)
+    assert list(rows.status) == ["ok", "failed", "ok"]  # the others finish
+    limit = parallel.ParallelConfig().worker_restarts
+    assert rows.message[1] == parallel.JOB_LOST.format(n=limit + 1)  # tried limit + 1 times
+    assert list(assert_consistent(tmp_path / "out").status) == ["ok", "failed", "ok"]
+
+
+def test_workers_that_die_before_any_job_stop_the_batch_with_one_line(monkeypatch, shipped):
+    class Dead:
+        exitcode = -signal.SIGKILL
+
+    engine = parallel.PoolEngine.__new__(parallel.PoolEngine)
+    engine.futures, engine.attempts, engine.restarts, engine.limit = {}, {}, 0, 1
+    engine.pool = SimpleNamespace(_processes={1: Dead()}, shutdown=lambda **kw: None)
+    engine._started = lambda: {}  # no job had started: nothing to blame
+    engine._close_queues = engine._start = lambda: None
+    assert engine._restart() == []  # the first time: a fresh pool
+    with pytest.raises(RbcflowError, match="kept ending unexpectedly"):
+        engine._restart()
 
 
 def worker_processes(pid: int) -> list[int]:

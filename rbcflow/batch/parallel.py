@@ -16,6 +16,11 @@
 - ignore Ctrl-C: the parent receives it, cancels what has not started and terminates the
   workers (:meth:`PoolEngine.close`); a folder a worker was writing then has no ``run.json``
   and is analysed again on the next run;
+- survive one of them dying (killed, out of memory): the pool is restarted and the
+  acquisitions it was analysing are given to the new one; the one at work in the dead process
+  (each worker says which job it starts) is a ``failed`` row once it was lost more than
+  ``ParallelConfig.worker_restarts`` times, so a video that kills its worker cannot stop the
+  batch (:meth:`PoolEngine._restart`);
 - run :func:`~rbcflow.batch.jobs.run_job` (the one per-acquisition function) on each job, and
   send their frame counts to the parent, whose bar shows the frames per second of all workers.
 
@@ -39,14 +44,20 @@ from rbcflow.batch.jobs import ClassifierSpec, Job, Outcome, run_job, worker_cla
 from rbcflow.batch.workers import gpu_batch_tracks
 from rbcflow.errors import RbcflowError
 from rbcflow.pipeline import AnalysisSettings, ProgressFactory
+from rbcflow.run_settings import ParallelConfig
 from rbcflow.threads import set_process_cores, worker_cores
 
 START_METHOD = "spawn"
 """How worker processes start (see the module's notes: never ``fork``)."""
 
 WORKER_DIED = (
-    "a worker process ended unexpectedly (killed, or out of memory: try fewer --workers); "
+    "worker processes kept ending unexpectedly before they could analyse anything (killed, or "
+    "out of memory: try fewer --workers); "
     "the acquisitions that finished are kept, run the same command again to resume"
+)
+JOB_LOST = (
+    "the worker process analysing it ended unexpectedly {n} times (killed, or out of memory: "
+    "try fewer --workers, or analyse it alone)"
 )
 
 _STATE: dict = {}  # the worker process' classifier, settings and frame queue
@@ -67,13 +78,15 @@ def gpu_settings(settings: AnalysisSettings, classifier, workers: int) -> Analys
     )
 
 
-def _init(spec: ClassifierSpec, settings, threaded: bool, cores: int, workers: int, frames):
+def _init(
+    spec: ClassifierSpec, settings, threaded: bool, cores: int, workers: int, frames, started
+):
     """Worker start-up: Ctrl-C to the parent, the thread share, the classifier (once)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(cores)  # before torch or numpy start their pools
     set_process_cores(cores)
-    _STATE.update(frames=frames, threaded=threaded, error=None)
+    _STATE.update(frames=frames, started=started, threaded=threaded, error=None)
     try:
         classifier = worker_classifier(spec)
         _STATE.update(classifier=classifier, settings=gpu_settings(settings, classifier, workers))
@@ -105,6 +118,9 @@ def _frames_progress(total, desc, unit):
 
 
 def _run(job: Job) -> Outcome:
+    started = _STATE.get("started")
+    if started is not None:  # so that the parent knows whom to blame if this process dies
+        started.put((os.getpid(), job.index))
     error = _STATE.get("error")
     if error is not None:
         from rbcflow.batch.jobs import _portable, failure_reason
@@ -135,45 +151,108 @@ class PoolEngine:
         threaded: bool = True,
         progress: ProgressFactory | None = None,
     ):
-        ctx = mp.get_context(START_METHOD)
         self.workers = workers
         self.capacity = 2 * workers
-        self.frames = ctx.Queue()
         self.futures: dict[Future, Job] = {}
         self.peak_rss: dict[int, int] = {}  # worker pid -> its peak resident memory, bytes
-        self.pool = ProcessPoolExecutor(
-            workers,
-            mp_context=ctx,
-            initializer=_init,
-            initargs=(spec, settings, threaded, worker_cores(workers), workers, self.frames),
-        )
+        self.attempts: dict[int, int] = {}  # job index -> times it was lost with a worker
+        self.restarts = 0  # pools lost in a row with no job to blame
+        self.limit = ParallelConfig().worker_restarts
+        self._initargs = (spec, settings, threaded, worker_cores(workers), workers)
+        self._start()
         self._stack = ExitStack()
         bar = progress(None, f"frames ({workers} workers)", "frame") if progress else nullcontext()
         self._bar = self._stack.enter_context(bar) or (lambda n=1: None)
+
+    def _start(self) -> None:
+        """A fresh pool and frame queue (a worker killed while writing to the old queue may
+        have left its lock taken)."""
+        ctx = mp.get_context(START_METHOD)
+        self.frames = ctx.Queue()
+        self.started = ctx.SimpleQueue()  # (pid, job index): written at once, no feeder thread
+        self.pool = ProcessPoolExecutor(
+            self.workers,
+            mp_context=ctx,
+            initializer=_init,
+            initargs=(*self._initargs, self.frames, self.started),
+        )
 
     def submit(self, job: Job) -> None:
         self.futures[self.pool.submit(_run, job)] = job
 
     def wait(self) -> list[Outcome]:
-        """The outcomes of the jobs that finished first (at least one)."""
+        """The outcomes of the jobs that finished first (at least one).
+
+        A worker that died breaks the whole pool: every job at work in it is given to a fresh
+        pool (:meth:`_restart`), or becomes a failed row once it was lost
+        ``ParallelConfig.worker_restarts`` times."""
         while True:
             done, _ = wait(list(self.futures), timeout=0.25, return_when=FIRST_COMPLETED)
             self._drain()
-            if done:
-                break
-        outcomes = []
-        for future in done:
-            self.futures.pop(future)
-            try:
-                outcome = future.result()
-            except BrokenProcessPool:
-                raise RbcflowError(WORKER_DIED) from None
-            if outcome.peak_rss:
-                self.peak_rss[outcome.pid] = max(
-                    self.peak_rss.get(outcome.pid, 0), outcome.peak_rss
-                )
-            outcomes.append(outcome)
-        return outcomes
+            if not done:
+                continue
+            outcomes, broken = [], False
+            for future in done:
+                job = self.futures.pop(future)
+                try:
+                    outcome = future.result()
+                except BrokenProcessPool:
+                    broken = True
+                    self.futures[future] = job  # lost with the pool: _restart resubmits it
+                    continue
+                if outcome.peak_rss:
+                    self.peak_rss[outcome.pid] = max(
+                        self.peak_rss.get(outcome.pid, 0), outcome.peak_rss
+                    )
+                outcomes.append(outcome)
+            if broken:
+                outcomes.extend(self._restart())
+                self._drain()
+            if outcomes:
+                return outcomes
+
+    def _restart(self) -> list[Outcome]:
+        """After a worker died: a fresh pool for the jobs that were lost; the job that was at
+        work in the dead process is charged, and is a failed row once it was lost more than
+        ``ParallelConfig.worker_restarts`` times."""
+        processes = dict(getattr(self.pool, "_processes", None) or {})
+        lost = sorted(self.futures.values(), key=lambda j: j.index)
+        self.futures.clear()
+        self.pool.shutdown(wait=True, cancel_futures=True)  # the others are terminated, joined
+        started = self._started()
+        culprits = {
+            started[pid]
+            for pid, proc in processes.items()
+            if pid in started and proc.exitcode not in (None, -signal.SIGTERM)
+        }
+        culprits &= {job.index for job in lost}
+        if culprits:
+            self.restarts = 0
+        else:  # died starting, or between jobs: nothing to charge
+            self.restarts += 1
+            if self.restarts > self.limit:
+                raise RbcflowError(WORKER_DIED)
+        self._close_queues()
+        self._start()
+        failed = []
+        for job in lost:
+            n = self.attempts[job.index] = self.attempts.get(job.index, 0) + (job.index in culprits)
+            if n > self.limit:
+                failed.append(Outcome(job.index, reason=JOB_LOST.format(n=n)))
+            else:
+                self.submit(job)
+        return failed
+
+    def _started(self) -> dict[int, int]:
+        """Worker pid -> the job it started last (as the workers told :attr:`started`)."""
+        by_pid: dict[int, int] = {}
+        try:
+            while not self.started.empty():
+                pid, index = self.started.get()
+                by_pid[pid] = index
+        except (OSError, EOFError, ValueError):
+            pass
+        return by_pid
 
     def _drain(self) -> None:
         n = 0
@@ -203,5 +282,9 @@ class PoolEngine:
                 self._drain()
         finally:
             self._stack.close()
-            self.frames.close()
-            self.frames.cancel_join_thread()
+            self._close_queues()
+
+    def _close_queues(self) -> None:
+        self.frames.close()
+        self.frames.cancel_join_thread()
+        self.started.close()
