@@ -158,6 +158,48 @@ def test_reanalysis_with_the_shipped_models_is_recorded_beside_the_old(history, 
     assert _snapshot(history["old"]) == old_files
 
 
+def test_patient_shows_the_timeline_as_a_reanalysis_found_it(history, shipped_run, tmp_path):
+    registry, rid = history["registry"], shipped_run["done"].id
+    listed = CliRunner().invoke(main, ["patient", "--list", "--registry", str(registry)])
+    assert listed.exit_code == 0, listed.output
+    assert f"reanalysis {rid}\t3 sample(s) of 2 patient(s)" in listed.output
+    plain = CliRunner().invoke(
+        main, ["patient", "BG", "--registry", str(registry), "--out", str(tmp_path / "a.html")]
+    )
+    assert plain.exit_code == 0, plain.output
+    assert f"--reanalysis {rid}" in plain.output  # the first figures, and where the new ones are
+    page = tmp_path / "BG.html"
+    res = CliRunner().invoke(
+        main,
+        [
+            "patient",
+            "BG",
+            "--reanalysis",
+            "latest",
+            "--registry",
+            str(registry),
+            "--out",
+            str(page),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert f"as reanalysed in {rid}: 2 of 2 sample(s)" in res.output
+    new = {r["sample"]: r for r in reg.reanalysed(registry, rid) if r["patient"] == "BG"}
+    shown = reg.patient_history(registry, "BG", rid)
+    assert [s["sample"] for s in shown] == sorted(new)  # draw order, each sample once
+    for s in shown:
+        assert s["reanalysis"] == rid
+        assert _same(s["tank_treading_fraction"], new[s["sample"]]["tank_treading_fraction"])
+    html = page.read_text()
+    assert 'id="reanalysis"' in html and rid in html
+    bad = CliRunner().invoke(
+        main, ["patient", "BG", "--reanalysis", "nope", "--registry", str(registry)]
+    )
+    assert bad.exit_code == 2 and f"no reanalysis 'nope' of patient 'BG' (known: {rid})" in (
+        bad.output
+    )
+
+
 def test_reanalysis_in_two_worker_processes(history, shipped_run, tmp_path):
     """``workers`` goes through to analyze_batch: the same figures as in one process."""
     shipped, first = shipped_run["classifier"], shipped_run["done"]

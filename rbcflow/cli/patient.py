@@ -100,8 +100,16 @@ def _safe(name: str) -> str:
     type=click.Path(path_type=Path, dir_okay=False),
     help="The patient's page [default: patient-ID.html in the current folder].",
 )
-@click.option("--list", "list_", is_flag=True, help="List the patients and their last draw.")
-def patient(patient_id, registry, out, list_):
+@click.option(
+    "--reanalysis",
+    metavar="NAME|latest",
+    help="Show the samples as this reanalysis (rbcflow reanalyze) found them; samples it did "
+    "not reanalyse keep their first figures (marked as other models). --list names them.",
+)
+@click.option(
+    "--list", "list_", is_flag=True, help="List the patients, their last draw and reanalyses."
+)
+def patient(patient_id, registry, out, list_, reanalysis):
     """A patient's samples over time against their own baseline (mean +/- 2 sd).
 
     Prints one line per sample and writes a self-contained page with the timeline. The
@@ -112,12 +120,13 @@ def patient(patient_id, registry, out, list_):
     Examples:
       rbcflow patient --list
       rbcflow patient BG --out BG.html
+      rbcflow patient BG --reanalysis latest
     """
     from rbcflow.errors import RbcflowError
     from rbcflow.run_settings import SamplesConfig
     from rbcflow.samples.baseline import assess, summary_lines
     from rbcflow.samples.patient import write_patient_page
-    from rbcflow.samples.registry import default_registry, patient_history, patients
+    from rbcflow.samples.registry import default_registry, patient_history, patients, reanalyses
 
     path = registry or default_registry()
     try:
@@ -128,17 +137,41 @@ def patient(patient_id, registry, out, list_):
                 click.echo(
                     f"{p['patient']}\t{p['samples']} sample(s)\tlast drawn {p['last_drawn']}"
                 )
+            for r in reanalyses(path):
+                click.echo(
+                    f"reanalysis {r['reanalysis']}\t{r['samples']} sample(s) of "
+                    f"{r['patients']} patient(s)\tlast analysed {r['analysed_at']}"
+                )
             return
         if not patient_id:
             raise click.UsageError("give a patient ID, or --list")
-        history = patient_history(path, patient_id)
+        done = reanalyses(path, patient_id)
+        if reanalysis == "latest":
+            if not done:
+                raise RbcflowError(f"no reanalysis of patient {patient_id!r} in the registry", path)
+            reanalysis = done[-1]["reanalysis"]
+        elif reanalysis is not None and reanalysis not in {r["reanalysis"] for r in done}:
+            known = ", ".join(r["reanalysis"] for r in done) or "none"
+            raise RbcflowError(
+                f"no reanalysis {reanalysis!r} of patient {patient_id!r} (known: {known})", path
+            )
+        history = patient_history(path, patient_id, reanalysis)
         if not history:
             raise RbcflowError(f"no sample of patient {patient_id!r} in the registry", path)
         cfg = SamplesConfig()
+        if reanalysis is not None:
+            n = sum(1 for s in history if s.get("reanalysis") == reanalysis)
+            click.echo(f"as reanalysed in {reanalysis}: {n} of {len(history)} sample(s)")
+        elif done:
+            last = done[-1]["reanalysis"]
+            click.echo(
+                f"reanalysed in {last} ({done[-1]['samples']} sample(s)): "
+                f"rbcflow patient {patient_id} --reanalysis {last}"
+            )
         for line in summary_lines(patient_id, assess(history, cfg), cfg.fraction_decimals):
             click.echo(line)
         page = write_patient_page(
-            out or Path(f"patient-{_safe(patient_id)}.html"), patient_id, history, cfg
+            out or Path(f"patient-{_safe(patient_id)}.html"), patient_id, history, cfg, reanalysis
         )
     except RbcflowError as exc:
         click.echo(f"rbcflow: error: {error_line(exc)}", err=True)

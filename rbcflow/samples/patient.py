@@ -148,14 +148,24 @@ def timeline_svg(assessed: Sequence[Mapping[str, Any]], digits: int = 3) -> str:
 
 
 def render_patient(
-    patient: str, history: Sequence[Mapping[str, Any]], cfg: SamplesConfig | None = None
+    patient: str,
+    history: Sequence[Mapping[str, Any]],
+    cfg: SamplesConfig | None = None,
+    reanalysis: str | None = None,
 ) -> str:
     """The patient's page from their registry rows (:func:`~rbcflow.samples.registry.
-    patient_history`)."""
+    patient_history`; ``reanalysis``: the reanalysis they were read as, said under the
+    title)."""
     cfg = cfg or SamplesConfig()
     d = cfg.fraction_decimals
     assessed = assess(history, cfg)
     body = [f"<h1>Patient {esc(patient)}</h1>"]
+    if reanalysis is not None:
+        n = sum(1 for s in history if s.get("reanalysis") == reanalysis)
+        body.append(
+            f'<p class="sub" id="reanalysis">As reanalysed in <code>{esc(reanalysis)}</code>: '
+            f"{n} of {len(history)} sample(s); the others keep their first analysis.</p>"
+        )
     if assessed:
         last = assessed[-1]
         cls = "flag" if last["status"] == BELOW else ""
@@ -238,6 +248,7 @@ def write_patient_page(
     patient: str,
     history: Sequence[Mapping[str, Any]],
     cfg: SamplesConfig | None = None,
+    reanalysis: str | None = None,
 ) -> Path:
     """Write the patient's page atomically; returns its path."""
-    return write_text_atomic(Path(path), render_patient(patient, history, cfg))
+    return write_text_atomic(Path(path), render_patient(patient, history, cfg, reanalysis))

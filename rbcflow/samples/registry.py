@@ -182,11 +182,38 @@ def add_samples(
     return len(data)
 
 
-def patient_history(path: str | os.PathLike, patient: str) -> list[dict[str, Any]]:
-    """The patient's samples in draw order (empty when the registry does not know them)."""
+def patient_history(
+    path: str | os.PathLike, patient: str, reanalysis: str | None = None
+) -> list[dict[str, Any]]:
+    """The patient's samples in draw order (empty when the registry does not know them).
+
+    With ``reanalysis`` (a name :func:`reanalyses` lists), each sample that reanalysis
+    recorded is its reanalysed row instead (``reanalysis`` says which; None for a row as first
+    analysed), so that a timeline can be read under the new models."""
     with closing(connect(path)) as con:
         cur = con.execute(
             "SELECT * FROM samples WHERE patient = ? ORDER BY drawn_at, sample", (patient,)
+        )
+        rows = [dict(r) for r in cur]
+        if reanalysis is None:
+            return rows
+        cur = con.execute(
+            "SELECT * FROM reanalysed WHERE reanalysis = ? AND patient = ?", (reanalysis, patient)
+        )
+        new = {r["sample"]: dict(r) for r in cur}
+    return [new.get(r["sample"], {**r, "reanalysis": None}) for r in rows]
+
+
+def reanalyses(path: str | os.PathLike, patient: str | None = None) -> list[dict[str, Any]]:
+    """Every reanalysis recorded (of ``patient``'s samples when given): its name, samples,
+    patients and when its last row was analysed, oldest first."""
+    where, args = ("WHERE patient = ? ", (patient,)) if patient is not None else ("", ())
+    with closing(connect(path)) as con:
+        cur = con.execute(
+            "SELECT reanalysis, COUNT(*) AS samples, COUNT(DISTINCT patient) AS patients, "
+            f"MAX(analysed_at) AS analysed_at FROM reanalysed {where}"
+            "GROUP BY reanalysis ORDER BY analysed_at, reanalysis",
+            args,
         )
         return [dict(r) for r in cur]
 
