@@ -243,6 +243,36 @@ def test_filters_select_the_right_acquisitions(history, tmp_path):
         assert len(res.output.strip().splitlines()) == 1 and not out.exists()
 
 
+def test_a_moved_source_is_found_again_by_name_and_content(tmp_path):
+    h = _history(tmp_path, (NAMES[0], NAMES[2]))
+    gone = h["videos"] / f"{NAMES[2]}.tif"
+    archive, decoy = tmp_path / "archive" / "2023", tmp_path / "decoy"
+    archive.mkdir(parents=True)
+    decoy.mkdir()
+    (decoy / gone.name).write_bytes((h["videos"] / f"{NAMES[0]}.tif").read_bytes())  # not it
+    gone.rename(archive / gone.name)  # the archive was reorganised since the analysis
+    res = CliRunner().invoke(
+        main,
+        [
+            "reanalyze", "--registry", str(h["registry"]), "--out", str(tmp_path / "re"),
+            "--search", str(decoy), "--search", str(tmp_path / "archive"), "--quiet",
+            "--scale", "0.85",
+        ],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "1 source(s) found moved under --search" in res.output
+    folder = next((tmp_path / "re").iterdir())
+    table = _csv(folder / "comparison.csv").set_index("acquisition")
+    row = table.loc[NAMES[2]]
+    assert row["status"] == "ok" and row["source"] == str((archive / gone.name).absolute())
+    assert row["message"].startswith(f"found moved: the old analysis read {gone.absolute()}")
+    assert table.loc[NAMES[0], "status"] == "ok" and table.loc[NAMES[0], "source"] == str(
+        (h["videos"] / f"{NAMES[0]}.tif").absolute()
+    )
+    record = pd.read_json(folder / "reanalysis.json", typ="series")
+    assert record["moved"] == {str(gone.absolute()): str((archive / gone.name).absolute())}
+
+
 def test_vanished_source_gone_results_and_an_interrupted_reanalysis(tmp_path):
     h = _history(tmp_path, (NAMES[0], NAMES[2]))
     registry = h["registry"]

@@ -56,6 +56,9 @@ def _row(sel: Any, new: dict[str, Any]) -> dict[str, Any]:
         row.update(status=new.get("status"), message=new.get("message"))
         if new.get("status") == "failed" and not Path(source).exists():
             row["message"] = _gone_message(source)
+        elif getattr(sel, "moved_from", None):
+            said = f"; {row['message']}" if row["message"] else ""
+            row["message"] = f"found moved: the old analysis read {sel.moved_from}{said}"
     a, b = number(row["old_tank_treading_fraction"]), number(row["new_tank_treading_fraction"])
     row["difference"] = None if a is None or b is None else b - a
     return row

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ import pandas as pd
 from rbcflow import __version__
 from rbcflow.batch.analyze import REPORT_NAME, BatchEvent, analyze_batch
 from rbcflow.batch.compare import comparison_table, write_comparison
+from rbcflow.batch.relocate import relocate
 from rbcflow.errors import RbcflowError
 from rbcflow.io.folders import check_output_dir
 from rbcflow.io.outputs import write_json_atomic
@@ -68,6 +69,8 @@ class Selected:
     old : its row of the old ``report.csv`` (empty when the old results are gone).
     results : the old results folder (None when the registry names none).
     problem : why it cannot be reanalysed (one line), or None.
+    moved_from : where the old analysis read the source, when it was found elsewhere since
+        (:func:`rbcflow.batch.relocate.relocate`; ``source`` is then the new place).
     """
 
     entry: dict[str, Any]
@@ -75,6 +78,7 @@ class Selected:
     old: dict[str, Any] = field(default_factory=dict)
     results: Path | None = None
     problem: str | None = None
+    moved_from: str | None = None
 
 
 @dataclass
@@ -226,6 +230,7 @@ def reanalyze(
     workers: int | str = 1,
     scheduler: str | None = None,
     today: dt.date | None = None,
+    search: Sequence[str | os.PathLike] = (),
 ) -> Reanalysis:
     """Analyse the selected acquisitions of ``registry`` again into a new folder of ``out_dir``
     and record the results beside the old ones (see the module's description).
@@ -239,6 +244,8 @@ def reanalyze(
     progress, on_start, on_done, threaded, workers, scheduler : passed to
         :func:`~rbcflow.batch.analyze.analyze_batch` as they are.
     today : the date in a new folder's name (default: today).
+    search : folders where sources that moved since their analysis are looked for, by name
+        and content (:func:`rbcflow.batch.relocate.relocate`).
 
     Raises
     ------
@@ -249,6 +256,7 @@ def reanalyze(
     """
     settings = settings or AnalysisSettings()
     chosen = select(registry, since=since, patient=patient)
+    relocate(chosen, search)
     folder = check_output_dir(
         reanalysis_folder(check_output_dir(out_dir), classifier, settings, today)
     )
@@ -258,6 +266,7 @@ def reanalyze(
         "registry": str(Path(registry).absolute()),
         "selection": {"since": None if since is None else str(since), "patient": patient},
         "acquisitions": len(chosen),
+        "moved": {c.moved_from: c.source for c in chosen if c.moved_from},
         "stage1_model": getattr(classifier, "stage1_checksum", None),
         "stage2_model": getattr(classifier, "stage2_checksum", None),
         "params_id": settings.params_id(),

@@ -37,6 +37,13 @@ DEFAULT_OUT = "rbcflow-reanalyses"
     show_default=True,
     help="Where reanalysis folders go (one per models and parameters: DATE_S1-S2_PARAMS).",
 )
+@click.option(
+    "--search",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    help="A folder where source videos that moved since their analysis are looked for, by "
+    "name, and taken only if their content is the one analysed (repeatable).",
+)
 @run_options  # --fps --scale --models-stage1/2 --allow-user-models --device --workers --scheduler
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars (for scripts).")
 def reanalyze(
@@ -44,6 +51,7 @@ def reanalyze(
     since,
     patient_id,
     out,
+    search,
     workers,
     scheduler,
     fps,
@@ -69,6 +77,7 @@ def reanalyze(
     Examples:
       rbcflow reanalyze --since 2024-01-01
       rbcflow reanalyze --registry lab.sqlite --patient BG --workers auto
+      rbcflow reanalyze --since 2024-01-01 --search /mnt/new-archive
     """
     from rbcflow.batch.reanalyze import reanalyze as run
     from rbcflow.batch.reanalyze import select
@@ -109,6 +118,7 @@ def reanalyze(
             on_done=on_done,
             workers=workers,
             scheduler=scheduler,
+            search=search,
         )
     except RbcflowError as exc:
         report_error(exc)
@@ -125,6 +135,9 @@ def reanalyze(
     summary = ", ".join(f"{counts[s]} {s}" for s in ("ok", "skipped", "failed") if s in counts)
     for row in table[table["status"] == "failed"].to_dict("records"):
         say(terminal_safe(f"{row['acquisition'] or row['sample']}: FAILED: {row['message']}"))
+    moved = table["message"].fillna("").str.startswith("found moved")
+    if moved.any():
+        say(f"{int(moved.sum())} source(s) found moved under --search (comparison.csv says where)")
     say(
         terminal_safe(
             f"comparison: {done.folder / 'comparison.csv'} ({len(table)} acquisition(s): "
