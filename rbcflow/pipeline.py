@@ -101,6 +101,7 @@ def track(
     on_track: Callable[[dict, np.ndarray], None] | None = None,
     progress: ProgressFactory | None = None,
     fingerprint: dict | None = None,
+    reuse_mib: float | None = None,
 ) -> TrackRun:
     """Run the front end on one input; crops go to ``on_track(row, crops)`` as tracks end.
 
@@ -113,6 +114,7 @@ def track(
         track``).
     progress : progress-bar factory (:data:`ProgressFactory`), a ``frames`` bar.
     fingerprint : the input's fingerprint if already taken.
+    reuse_mib : :func:`~rbcflow.frontend.run.run_frontend`'s (``StreamConfig.reuse_frames_mib``).
 
     Raises
     ------
@@ -128,7 +130,7 @@ def track(
     t_fp = time.perf_counter()
     with open_video(source, fps=cfg.reader.fps, default_fps=cfg.reader.default_fps) as reader:
         with bar(progress_total(reader, cfg), "frames", "frame") as p:
-            result = run_frontend(reader, cfg, progress=p, on_track=on_track)
+            result = run_frontend(reader, cfg, progress=p, on_track=on_track, reuse_mib=reuse_mib)
         info = {
             **fingerprint,
             "frames": result.n_frames,
@@ -297,7 +299,14 @@ def analyze(
         feed = sink
         if on_track is not None:
             feed = lambda row, crops: (sink(row, crops), on_track(row, crops))  # noqa: E731
-        run = track(path, settings.frontend, on_track=feed, progress=bar, fingerprint=fingerprint)
+        run = track(
+            path,
+            settings.frontend,
+            on_track=feed,
+            progress=bar,
+            fingerprint=fingerprint,
+            reuse_mib=settings.stream.reuse_frames_mib,
+        )
     except BaseException:
         sink.abort()
         raise

@@ -118,3 +118,18 @@ def test_sequential_samples_of_a_video_that_stops_early_fail_clearly():
     reader = _StopsEarlyReader([np.full((4, 5), i, np.uint8) for i in range(60)])
     with pytest.raises(VideoReadError, match="stop before frame 59 of 60.*frame 30 cannot"):
         read_samples(reader, sample_indices(60, 10))
+
+
+def test_kept_frames_come_from_one_sequential_pass():
+    # With ``keep`` (the front end will track every frame anyway) nothing is seeked: one pass
+    # in order gives the samples and every frame up to the last sample, as seeking would.
+    from rbcflow.frontend.background import read_samples
+
+    frames = [np.full((4, 5), i, np.uint8) for i in range(60)]
+    idx = sample_indices(60, 10)
+    reader, kept, calls = _SlowSeekReader(frames), [], []
+    got = read_samples(reader, idx, progress=calls.append, keep=kept)
+    assert reader.seeks == 0
+    assert [int(f[0, 0]) for f in kept] == list(range(60))
+    np.testing.assert_array_equal(got, read_samples(ArrayReader(frames), idx))
+    assert sum(calls) == 10

@@ -182,3 +182,30 @@ def test_no_cell_hint_names_only_the_options_of_the_command(tmp_path):
     assert "no cell track" in str(info.value) and "--threshold" not in str(info.value)
     res = CliRunner().invoke(main, ["track", str(path), "--out", str(tmp_path / "o"), "-q"])
     assert res.exit_code == 1 and "try a lower --threshold" in res.stderr
+
+
+class _CountingReader(ArrayReader):
+    """Counts the frames it decodes (by seeking and by iterating)."""
+
+    decoded = 0
+
+    def get_frame(self, i):
+        self.decoded += 1
+        return super().get_frame(i)
+
+
+def test_a_short_video_is_decoded_once_with_identical_results(synthetic_avi):
+    # The background's sequential pass keeps the frames for the tracking pass when the video
+    # fits in StreamConfig.reuse_frames_mib: each frame decoded once, the same tables.
+    path, _ = synthetic_avi
+    with open_video(path) as video:
+        frames = list(video)
+    fmt = {"index": False, "float_format": "%.9g"}
+    runs = {}
+    for mib in (0, 256):
+        reader = _CountingReader(frames)
+        res = run_frontend(reader, reuse_mib=mib)
+        runs[mib] = (reader.decoded, res.positions.to_csv(**fmt), res.tracks.to_csv(**fmt))
+    assert runs[256][0] == len(frames)  # once each
+    assert runs[0][0] >= len(frames) + 100  # the background's samples, then every frame again
+    assert runs[0][1:] == runs[256][1:]

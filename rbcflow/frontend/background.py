@@ -143,7 +143,11 @@ def samples_that_fit(reader: VideoReader, cfg: BackgroundConfig) -> int:
 
 
 def read_samples(
-    reader: VideoReader, indices: np.ndarray, *, progress: Callable[[int], None] | None = None
+    reader: VideoReader,
+    indices: np.ndarray,
+    *,
+    progress: Callable[[int], None] | None = None,
+    keep: list | None = None,
 ) -> np.ndarray:
     """Read frames ``indices`` (sorted) of ``reader`` into one ``(k, rows, cols)`` stack.
 
@@ -153,6 +157,11 @@ def read_samples(
     decoding the video up to the last sample in order, the frames are taken from one
     sequential pass instead (short compressed videos). ``progress(1)`` is called after each
     sampled frame.
+
+    ``keep``: a list to fill with every frame from 0 to the last sample, in order, for a
+    caller that would decode them all again anyway (the front end's tracking pass, when the
+    whole video fits in memory): the samples are then always taken from one sequential pass,
+    which decodes nothing the caller would not, and no frame is decoded twice.
     """
     rows, cols = reader.shape
     indices = np.asarray(indices, dtype=np.int64)
@@ -160,6 +169,8 @@ def read_samples(
     k = len(indices)
     if k == 0:
         return stack
+    if keep is not None:
+        return _sequential(reader, indices, stack, 0, iter(reader), [], progress, keep)
     t0 = time.perf_counter()
     head = min(2, k)
     for j in range(head):
@@ -187,10 +198,18 @@ def read_samples(
             if progress is not None:
                 progress(1)
         return stack
+    return _sequential(reader, indices, stack, head, it, lead, progress, None)
+
+
+def _sequential(reader, indices, stack, head, it, lead, progress, keep) -> np.ndarray:
+    """``stack[head:]`` from one pass of the iterator ``it`` (after the frames ``lead``
+    already taken from it), up to the last sample; each frame appended to ``keep`` if given."""
     wanted = {int(i): j for j, i in enumerate(indices[head:], head)}
     last = int(indices[-1])
     try:
         for i, frame in enumerate(itertools.chain(lead, it)):
+            if keep is not None:
+                keep.append(frame)  # a reader's frames are never overwritten after handing out
             j = wanted.get(i)
             if j is not None:
                 stack[j] = frame

@@ -3,9 +3,10 @@
 Two passes over the video:
 
 1. Background pass: ``cfg.background.n_frames`` frames evenly spaced through the video are read
-   (random access) and their per-pixel median is the background. The same sample frames then
-   calibrate the video (:mod:`.calibration`): the automatic detection threshold, the camera
-   noise and the cell diameter (hence the automatic crop scale).
+   (random access; or in one sequential pass that keeps every frame for pass 2 when the whole
+   video fits in ``reuse_mib``) and their per-pixel median is the background. The same sample
+   frames then calibrate the video (:mod:`.calibration`): the automatic detection threshold,
+   the camera noise and the cell diameter (hence the automatic crop scale).
 2. Tracking pass: the frames are decoded in order by a reading thread, a few frames ahead, which
    also runs the coarse half of the detection (OpenCV releases the GIL while decoding and
    filtering, and the compiled per-cell loops of :mod:`rbcflow.frontend.kernels` release it
@@ -47,6 +48,7 @@ from rbcflow.frontend.stream import detect_stream, prefetch  # noqa: F401 (re-ex
 from rbcflow.frontend.tracking import Linker, link_iter
 from rbcflow.frontend.tracks import Track, track_row, tracks_to_tables
 from rbcflow.io.base import VideoReader
+from rbcflow.run_settings import StreamConfig
 from rbcflow.schema import FRAME_STATS, MIN_TRACK_LENGTH, validate
 
 
@@ -106,6 +108,14 @@ class FrontEndResult:
     n_joins: int = 0
 
 
+def _drain(frames: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """The frames in order, each dropped from ``frames`` as it is handed out (memory falls
+    as the tracking pass goes)."""
+    frames.reverse()
+    while frames:
+        yield frames.pop()
+
+
 def progress_total(reader: VideoReader, cfg: FrontEndConfig | None = None) -> int:
     """Total of the ``progress`` counts :func:`run_frontend` reports for ``reader``."""
     cfg = cfg or FrontEndConfig()
@@ -119,6 +129,7 @@ def run_frontend(
     *,
     progress: Callable[[int], None] | None = None,
     on_track: Callable[[dict, np.ndarray], None] | None = None,
+    reuse_mib: float | None = None,
 ) -> FrontEndResult:
     """Track the cells of one video and cut their crops.
 
@@ -138,6 +149,11 @@ def run_frontend(
         positions of ``positions`` for that track. The row's acquisition-relative
         ``contrast_rel`` and ``sharpness_rel`` are NaN there (known once all tracks are: the
         result's ``tracks`` has them); it also holds their raw ``contrast`` and ``sharpness``.
+    reuse_mib : float, optional
+        When the whole video decoded takes at most this many MiB, the background's samples
+        come from one sequential pass that keeps every frame, and the tracking pass takes
+        those frames instead of decoding the video again (:func:`read_samples`' ``keep``)
+        [default: ``StreamConfig().reuse_frames_mib``; 0: never].
 
     Returns
     -------
@@ -177,7 +193,10 @@ def run_frontend(
             f"{cfg.background.n_frames}); slow or stuck cells may be missed"
         )
     indices = sample_indices(n_total, k)
-    samples = read_samples(reader, indices, progress=progress)
+    reuse_mib = StreamConfig().reuse_frames_mib if reuse_mib is None else reuse_mib
+    video_bytes = n_total * math.prod(reader.shape) * np.dtype(reader.dtype).itemsize
+    decoded: list[np.ndarray] | None = [] if video_bytes <= reuse_mib * 2**20 else None
+    samples = read_samples(reader, indices, progress=progress, keep=decoded)
     background = median_stack(samples)
     t1 = time.perf_counter()
     timings["background"] = t1 - t0
@@ -244,7 +263,9 @@ def run_frontend(
             n_detections.append(len(xy))
             yield frame, xy, coarse.mass
 
-    stream = detect_stream(reader, detector, cfg, clock=clock, progress=progress)
+    # the sequential pass decoded every frame: track those (each frame decoded once)
+    frames = _drain(decoded) if decoded and len(decoded) == n_total else reader
+    stream = detect_stream(frames, detector, cfg, clock=clock, progress=progress)
     try:
         for t, frame, finished in link_iter(linker, linked(stream)):
             if frame is not None:
