@@ -164,7 +164,9 @@ def render_patient(
         n = sum(1 for s in history if s.get("reanalysis") == reanalysis)
         body.append(
             f'<p class="sub" id="reanalysis">As reanalysed in <code>{esc(reanalysis)}</code>: '
-            f"{n} of {len(history)} sample(s); the others keep their first analysis.</p>"
+            f"{n} of {len(history)} sample(s)"
+            + ("; the others keep their first analysis." if n < len(history) else ".")
+            + "</p>"
         )
     if assessed:
         last = assessed[-1]
