@@ -1,4 +1,6 @@
-"""The reviewed estimate: a stratified estimator that learns the calls' errors from the reviews.
+"""The reviewed estimate and order shipped before the calibrated model (kept for
+bench_review.py's "before" row): a stratified estimator that learns the calls' errors from the
+reviews, and the order that picks the stratum whose next review narrows it most.
 
 A review is a labelled sample of this acquisition's own calls. Counting reviewed tracks with
 their label and every other track with its call (the plain count) keeps every error of the
@@ -9,16 +11,16 @@ Strata
 Every track falls in one stratum (:func:`strata_of`): its call group (tank-treading,
 flipping, unreliable by stage 1, or unreliable by each rule of
 :func:`rbcflow.classify.labels.track_rules` such as ``two cells``) crossed with the bin of its
-``p_reliable`` (:attr:`ReviewConfig.p_reliable_edges`); the reliable calls are also split by
-the bin of ``p_tank_treading`` (:attr:`ReviewConfig.p_tank_treading_edges`). The tracks of a
+``p_reliable`` (:attr:`StrataConfig.p_reliable_edges`); the reliable calls are also split by
+the bin of ``p_tank_treading`` (:attr:`StrataConfig.p_tank_treading_edges`). The tracks of a
 stratum are alike to the classifiers, so what the reviewed ones truly are says what the
 unreviewed ones probably are.
 
 The estimate
 ------------
 Stratum ``h``'s true class shares ``theta_h`` (tank-treading, flipping, unreliable) get a
-Dirichlet prior of strength ``alpha`` (:attr:`ReviewConfig.prior_strength`, in pseudo-tracks),
-a share ``w`` (:attr:`ReviewConfig.prior_call_weight`, 0.97) on the stratum's call and the
+Dirichlet prior of strength ``alpha`` (:attr:`StrataConfig.prior_strength`, in pseudo-tracks),
+a share ``w`` (:attr:`StrataConfig.prior_call_weight`, 0.97) on the stratum's call and the
 rest spread as the tracks' mean classifier probabilities (``p_reliable * p_tank_treading``,
 ``p_reliable * (1 - p_tank_treading)``, ``1 - p_reliable``), and the reviewed tracks of the
 stratum are its observations: the posterior is ``Dirichlet(prior + reviewed counts)``. Then
@@ -35,9 +37,14 @@ stratum are its observations: the posterior is ``Dirichlet(prior + reviewed coun
   a decision is re-estimated in well under a millisecond (Monte-Carlo draws of the same model
   took ~35 ms on a loaded 2-core machine).
 
-The tracks reviewed are chosen by :mod:`rbcflow.review.order` at random within a stratum (the
-stratum itself by how much its next review narrows this interval), so each stratum's reviews
-are a random sample of it and its rates are unbiased.
+The order (:func:`stratified_order`)
+------------------------------------
+One more review of stratum ``h`` removes ``gain_h = s2 (k + U)(k + U + 1) / ((k + 1)(k + 2))``
+of the fraction's variance (``s2`` the variance of a track's move of the fraction under the
+stratum's posterior mean, ``k`` the posterior's concentration, ``U`` the stratum's unreviewed
+tracks); the strata come greedily by gain, and within a stratum the tracks in a fixed
+pseudo-random order (a hash of the track id), so each stratum's reviews are a random sample of
+it and its rates are unbiased. Reviewed tracks follow, by track id.
 """
 
 from __future__ import annotations
@@ -47,9 +54,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from rbcflow import schema
-from rbcflow.run_settings import ReviewConfig
 
 TT, FL, UN = (schema.LABEL_NAMES[k] for k in (0, 1, 2))
+
+
+@dataclass(frozen=True)
+class StrataConfig:
+    """The settings it shipped with (then in ``ReviewConfig``)."""
+
+    p_reliable_edges: tuple[float, ...] = (0.05, 0.2, 0.5, 0.8, 0.95)
+    p_tank_treading_edges: tuple[float, ...] = (0.1, 0.3, 0.7, 0.9)
+    prior_strength: float = 4.0
+    prior_call_weight: float = 0.97
+
+
 CLASS = {TT: 0, FL: 1, UN: 2}
 
 
@@ -82,7 +100,7 @@ def strata_of(
     rules: np.ndarray,
     p_reliable: np.ndarray,
     p_tank_treading: np.ndarray,
-    cfg: ReviewConfig | None = None,
+    cfg: StrataConfig | None = None,
 ) -> Strata:
     """The strata of an acquisition's tracks (see the module docstring).
 
@@ -99,7 +117,7 @@ def strata_of(
     >>> len(s.names), s.size.tolist()
     (3, [1, 1, 1])
     """
-    cfg = cfg or ReviewConfig()
+    cfg = cfg or StrataConfig()
     calls = np.asarray(calls, dtype=object)
     rules = np.asarray(rules, dtype=object)
     probs = class_probabilities(p_reliable, p_tank_treading)
@@ -167,7 +185,7 @@ def predictive_moments(strata: Strata, counts: np.ndarray) -> tuple[np.ndarray, 
 
 
 def estimate(
-    strata: Strata, reviewed: np.ndarray, cfg: ReviewConfig | None = None, confidence=0.95
+    strata: Strata, reviewed: np.ndarray, cfg: StrataConfig | None = None, confidence=0.95
 ) -> dict:
     """The reviewed fraction and its interval (see the module docstring).
 
@@ -202,3 +220,73 @@ def estimate(
         "flipping": float(fl),
         "reviewed": int(counts.sum()),
     }
+
+
+# the order (then rbcflow/review/order.py)
+
+
+def _hash(ids: np.ndarray) -> np.ndarray:
+    """A fixed pseudo-random key per track id (Knuth's multiplicative hash)."""
+    return (np.asarray(ids, dtype=np.uint64) * np.uint64(2654435761)) % np.uint64(2**32)
+
+
+def _spread(strata: Strata, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each stratum's ``s2`` (variance of ``g`` under its posterior mean) and concentration."""
+    tt, fl = point_estimate(strata, counts)
+    s = max(tt + fl, 1.0)
+    g = np.array([fl / s**2, -tt / s**2, 0.0])
+    if tt + fl <= 0:
+        g = np.array([1.0, -1.0, 0.0])  # nothing reliable yet: find reliable tracks
+    post = strata.prior + counts
+    k = post.sum(axis=1)
+    theta = post / k[:, None]
+    s2 = theta @ g**2 - (theta @ g) ** 2
+    return np.maximum(s2, 0.0), k
+
+
+def gain(s2: np.ndarray | float, k: np.ndarray | float, u: np.ndarray | float):
+    """Variance removed by one more review of a stratum with ``u`` unreviewed tracks.
+
+    Examples
+    --------
+    >>> float(gain(0.5, 3.0, 1))  # the last track of a stratum: its whole variance
+    0.5
+    """
+    u = np.asarray(u, dtype=float)
+    out = s2 * (k + u) * (k + u + 1) / ((k + 1) * (k + 2))
+    return np.where(u > 0, out, 0.0)
+
+
+def stratum_gains(strata: Strata, reviewed: np.ndarray) -> np.ndarray:
+    """(H,) each stratum's gain for its next review (0 when it is reviewed whole)."""
+    counts = reviewed_counts(strata, reviewed)
+    s2, k = _spread(strata, counts)
+    return gain(s2, k, strata.size - counts.sum(axis=1))
+
+
+def stratified_order(track_ids: np.ndarray, strata: Strata, reviewed: np.ndarray) -> list[int]:
+    """Track ids in review order (see the module docstring).
+
+    Parameters
+    ----------
+    track_ids : (N,) ids, in the order of ``strata.index``.
+    reviewed : (N,) reviewed class codes 0/1/2, -1 where not reviewed.
+    """
+    ids = np.asarray(track_ids, dtype=np.int64)
+    reviewed = np.asarray(reviewed, dtype=int)
+    counts = reviewed_counts(strata, reviewed)
+    s2, k = _spread(strata, counts)
+    open_ = np.flatnonzero(reviewed < 0)
+    # open tracks by stratum, each stratum's in its pseudo-random order
+    h_of = strata.index[open_]
+    sort = np.lexsort((ids[open_], _hash(ids[open_]), h_of))
+    tracks, h_sorted = ids[open_][sort], h_of[sort]
+    # the j-th open track of stratum h comes with gain(s2_h, k_h + j, U_h - j); each stratum's
+    # gains fall with j, so the greedy choice is one sort of all of them
+    first = np.searchsorted(h_sorted, h_sorted, side="left")
+    j = np.arange(len(h_sorted)) - first
+    u = np.bincount(h_sorted, minlength=len(strata.names))[h_sorted]
+    g = gain(s2[h_sorted], k[h_sorted] + j, u - j)
+    out = [int(t) for t in tracks[np.lexsort((j, h_sorted, -g))]]
+    out.extend(int(t) for t in np.sort(ids[reviewed >= 0]))
+    return out

@@ -104,22 +104,21 @@ class ReviewConfig:
     thumbnail_width : width of the field thumbnail (``thumbnail.png``, the background), pixels.
     host : the address ``rbcflow review`` listens on (local only by default).
     port : its port (0: any free port).
-    p_reliable_edges, p_tank_treading_edges : bin edges of the reviewed estimate's strata
-        (:mod:`rbcflow.review.stratified`; the tank-treading bins split the reliable calls).
-    prior_strength : pseudo-tracks of each stratum's prior (``prior_call_weight`` of it on the
-        call, the rest on the classifiers' probabilities); a few reviews of a stratum outweigh
-        it.
-    prior_call_weight : the share of that prior put on the stratum's call.
+    prior_rule_reliable : the reviewed estimate's prior chance that a track a rule rejected is
+        reliable, at the rule's median ``p_reliable`` (:mod:`rbcflow.review.calibrated`).
+    prior_sd_reliable : prior standard deviations of the reliability regression's intercept,
+        ``logit(p_reliable)`` and ``logit(p_tank_treading)`` coefficients (per group).
+    prior_sd_tank_treading : those of the tank-treading regression's intercept and
+        ``logit(p_tank_treading)`` coefficient (wide: stage 2 can be far off on new data).
     """
 
     strip_max_frames: int = 150
     thumbnail_width: int = 480
     host: str = "127.0.0.1"
     port: int = 8765
-    p_reliable_edges: tuple[float, ...] = (0.05, 0.2, 0.5, 0.8, 0.95)
-    p_tank_treading_edges: tuple[float, ...] = (0.1, 0.3, 0.7, 0.9)
-    prior_strength: float = 4.0
-    prior_call_weight: float = 0.97
+    prior_rule_reliable: float = 0.03
+    prior_sd_reliable: tuple[float, float, float] = (2.0, 0.5, 0.5)
+    prior_sd_tank_treading: tuple[float, float] = (5.0, 10.0)
 
 
 @dataclass(frozen=True)

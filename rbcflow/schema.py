@@ -226,7 +226,7 @@ SAMPLE_COLUMNS: dict[str, str] = {  # samples.csv (rbcflow.samples.pool): one ro
 }
 REVIEWED: dict[str, str] = {
     "reviewed_tracks": "Int64",  # tracks a technician reviewed (rbcflow review)
-    "tank_treading_fraction_reviewed": "float64",  # stratified estimate (review.stratified)
+    "tank_treading_fraction_reviewed": "float64",  # calibrated estimate (review.calibrated)
     "ci_low_reviewed": "float64",  # its Monte-Carlo interval
     "ci_high_reviewed": "float64",
 }

@@ -20,12 +20,11 @@ from rbcflow.cli import main
 from rbcflow.errors import ReviewError
 from rbcflow.io.outputs import CSV_ENCODING
 from rbcflow.io.sequences import read_dataset
+from rbcflow.review.calibrated import estimate
 from rbcflow.review.decide import record_decision
 from rbcflow.review.export import export_labels
-from rbcflow.review.order import gain, review_order
 from rbcflow.review.serve import bind
 from rbcflow.review.store import Results, read_review
-from rbcflow.review.stratified import Strata, estimate, point_estimate, reviewed_counts
 
 NAME = "acq_b_"
 
@@ -68,11 +67,11 @@ def test_decisions_update_review_report_and_html(results):
     assert figs["counted_fraction"] == pytest.approx(
         fraction(n_tt - 1 + 1, n_fl + 1)["tank_treading_fraction"]
     )
-    # the reviewed figures are the stratified estimate of these two reviews
+    # the reviewed figures are the calibrated estimate of these two reviews
     codes = np.full(len(calls), -1)
     ids = list(calls)
     codes[ids.index(tt_id)], codes[ids.index(un_id)] = 1, 0
-    est = estimate(acq.strata, codes)
+    est = estimate(acq.calibration, codes)
     want = {"tank_treading_fraction": est["fraction"], "ci_low": est["ci_low"]}
     assert figs["reviewed_tracks"] == 2
     assert figs["tank_treading_fraction_reviewed"] == pytest.approx(want["tank_treading_fraction"])
@@ -97,84 +96,6 @@ def test_decisions_update_review_report_and_html(results):
     figs = record_decision(res, acq, un_id, None, "ann")
     assert figs["reviewed_tracks"] == 1 and un_id not in read_review(acq)
     assert int(_report(results)["reviewed_tracks"]) == 1
-
-
-def _strata(index, prior):
-    index = np.asarray(index)
-    size = np.bincount(index)
-    return Strata(index, tuple(str(h) for h in range(len(size))), np.asarray(prior, float), size)
-
-
-def test_stratified_estimate_known_answer():
-    # stratum 0: 4 tracks, prior (2, 1, 1); reviewed: one tank-treading, one unreliable ->
-    # posterior (3, 1, 2): the 2 unreviewed count 2 * (1/2, 1/6); stratum 1: 2 tracks, prior
-    # (1, 1, 2), one reviewed tank-treading -> (2, 1, 2): the other counts (0.4, 0.2).
-    # TT = 2 + 1 + 0.4 = 3.4, FL = 1/3 + 0.2: f = 3.4 / (3.4 + 8 / 15)
-    st = _strata([0, 0, 0, 0, 1, 1], [[2, 1, 1], [1, 1, 2]])
-    rev = np.array([0, 2, -1, -1, 0, -1])
-    tt, fl = point_estimate(st, reviewed_counts(st, rev))
-    assert (tt, fl) == pytest.approx((3.4, 8 / 15))
-    e = estimate(st, rev)
-    assert e["fraction"] == pytest.approx(3.4 / (3.4 + 8 / 15))
-    assert e["ci_low"] <= e["fraction"] <= e["ci_high"]
-    assert e == estimate(st, rev)  # closed form: the same reviews, the same interval
-    # every track reviewed: the plain count, and an interval close to the report's Wilson one
-    st = _strata([0] * 40, [[1, 1, 1]])
-    rev = np.array([0] * 30 + [1] * 8 + [2] * 2)
-    e = estimate(st, rev)
-    w = fraction(30, 8)
-    assert e["fraction"] == pytest.approx(30 / 38)
-    assert e["ci_low"] == pytest.approx(w["ci_low"], abs=0.02)
-    assert e["ci_high"] == pytest.approx(w["ci_high"], abs=0.02)
-
-
-def test_stratified_interval_covers_the_truth():
-    """Acquisitions drawn from known confusion rates, 30 tracks reviewed in the tool's order:
-    the acquisition's true fraction lies inside the interval in >= 90 % of them (the
-    interval is not too narrow for the calls' errors it has not seen)."""
-    rng = np.random.default_rng(1)
-    rates = np.array([[0.85, 0.05, 0.10], [0.40, 0.55, 0.05], [0.05, 0.00, 0.95]])
-    sizes = (30, 10, 160)  # called tank-treading, flipping, unreliable
-    index = np.repeat(np.arange(3), sizes)
-    st = _strata(index, 4 * (0.97 * np.eye(3) + 0.01))
-    hits = 0
-    for _ in range(25):
-        truth = np.concatenate([rng.choice(3, n, p=rates[h]) for h, n in enumerate(sizes)])
-        f_true = (truth == 0).sum() / (truth < 2).sum()
-        rev = np.full(len(truth), -1)
-        for _ in range(30):
-            k = review_order(np.arange(len(truth)), st, rev)[0]
-            rev[k] = truth[k]
-        e = estimate(st, rev)
-        hits += e["ci_low"] <= f_true <= e["ci_high"]
-    assert hits >= 23
-
-
-def test_order_gain_and_reranking():
-    # the last open track of a stratum removes its whole variance; a first review of a large
-    # stratum removes more than a later one
-    assert float(gain(0.5, 3.0, 1)) == pytest.approx(0.5)
-    assert float(gain(0.1, 2.0, 50)) > float(gain(0.1, 12.0, 40))
-    # 5 borderline reliable calls and 200 confident unreliable ones
-    index = np.array([0] * 5 + [1] * 200)
-    st = _strata(index, [[2.0, 1.0, 1.0], [0.04, 0.04, 39.92]])
-    ids = np.arange(100, 305)
-    rev = np.full(205, -1)
-    order = review_order(ids, st, rev)
-    assert sorted(order) == sorted(ids.tolist())
-    assert set(order[:5]) == set(ids[:5].tolist())  # the uncertain stratum first, whole
-    # reviewed tracks go last; the order is recomputed from the reviews
-    rev[:5] = 0
-    after = review_order(ids, st, rev)
-    assert after[-5:] == ids[:5].tolist()
-    # one of the unreliable calls found to be flipping: that stratum's next review is worth
-    # more than if it had been found unreliable (the order follows each decision)
-    k = ids.tolist().index(after[0])
-    a, b = rev.copy(), rev.copy()
-    a[k], b[k] = 1, 2
-    from rbcflow.review.order import stratum_gains
-
-    assert stratum_gains(st, a)[1] > stratum_gains(st, b)[1]
 
 
 def test_app_token_escaping_and_traversal(results):

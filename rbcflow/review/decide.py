@@ -1,11 +1,11 @@
 """Decisions: one track's reviewed label saved, and the reviewed figures written everywhere.
 
-The reviewed fraction is the stratified estimate of :mod:`rbcflow.review.stratified`: every
-reviewed track takes its reviewed label, and the unreviewed tracks of each stratum (call
-group x probability bins) count as the class shares that the stratum's reviewed tracks show
-(a Dirichlet posterior, its prior on the calls); the interval is that posterior's, in closed
-form (the module's notes). The plain count (reviewed labels, other tracks' calls) is kept
-beside it as ``counted_fraction`` for the page.
+The reviewed fraction is the estimate of :mod:`rbcflow.review.calibrated`: every reviewed
+track takes its reviewed label, and every unreviewed one counts as its chances of each class
+under the classifiers' probabilities re-calibrated on the reviews (two logistic regressions,
+refitted after every decision); the interval is that model's, in closed form (the module's
+notes). The plain count (reviewed labels, other tracks' calls) is kept beside it as
+``counted_fraction`` for the page.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from rbcflow.errors import ReviewError
 from rbcflow.io.folders import output_lock
 from rbcflow.io.outputs import CSV_ENCODING, atomic_output, write_text_atomic
 from rbcflow.provenance import now_iso, read_run_json, write_run_json
+from rbcflow.review.calibrated import estimate
 from rbcflow.review.order import review_order
 from rbcflow.review.store import LABELS, Acquisition, Results, read_review, write_review
-from rbcflow.review.stratified import estimate
 
 HTML_START, HTML_END = "<!-- rbcflow-review -->", "<!-- /rbcflow-review -->"
 
@@ -53,7 +53,7 @@ def reviewed_figures(
     tt = int((labels == schema.LABEL_NAMES[schema.TANK_TREADING]).sum())
     fl = int((labels == schema.LABEL_NAMES[schema.FLIPPING]).sum())
     counted = fraction(tt, fl, cfg.confidence)
-    est = estimate(acq.strata, acq.reviewed_codes(review), confidence=cfg.confidence)
+    est = estimate(acq.calibration, acq.reviewed_codes(review), confidence=cfg.confidence)
     n = len(review)
     nan = float("nan")
     return {
@@ -75,7 +75,8 @@ def reviewed_figures(
 def review_queue(acq: Acquisition, review: dict[int, dict]) -> list[int]:
     """The acquisition's track ids in review order for these reviews
     (:func:`rbcflow.review.order.review_order`)."""
-    return review_order(acq.tracks["track_id"].to_numpy(), acq.strata, acq.reviewed_codes(review))
+    codes = acq.reviewed_codes(review)
+    return review_order(acq.tracks["track_id"].to_numpy(), acq.calibration, codes)
 
 
 def record_decision(
@@ -203,8 +204,8 @@ def html_with_review(page: str, cols: dict[str, Any]) -> str:
             f"(rbcflow review); fraction with the reviewed labels "
             f"<b>{_pct(cols['tank_treading_fraction_reviewed'])}</b>, 95% interval "
             f"{_pct(cols['ci_low_reviewed'])} to {_pct(cols['ci_high_reviewed'])} "
-            "(reviewed tracks take their reviewed label; the others count as the reviewed "
-            "tracks of their stratum show).</p>"
+            "(reviewed tracks take their reviewed label; the others count as their chances "
+            "under the classifiers' probabilities corrected by the reviews).</p>"
         )
     else:
         body = '<p class="reviewed" id="reviewed">Reviewed: no track yet.</p>'

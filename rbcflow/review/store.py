@@ -64,13 +64,13 @@ class Acquisition:
         return dict(zip(ids, self.tracks["label"].astype(str).tolist(), strict=True))
 
     @functools.cached_property
-    def strata(self):
-        """The tracks' strata for the reviewed estimate and the order
-        (:func:`rbcflow.review.stratified.strata_of`, computed once)."""
-        from rbcflow.review.stratified import strata_of
+    def calibration(self):
+        """The model of the tracks for the reviewed estimate and the order
+        (:func:`rbcflow.review.calibrated.calibration_of`, computed once)."""
+        from rbcflow.review.calibrated import calibration_of
 
         t = self.tracks
-        return strata_of(
+        return calibration_of(
             t["label"].astype(str).to_numpy(dtype=object),
             t["rule"].astype(str).to_numpy(dtype=object),
             t["p_reliable"].to_numpy(dtype=float),
