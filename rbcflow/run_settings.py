@@ -145,7 +145,10 @@ class ParallelConfig:
         with: VmHWM measured 744 MiB for a worker analysing 20-s 480x360 synthetic
         acquisitions with the shipped models (``benchmarks/bench_workers.py``; 510-580 MiB on
         160x120 test videos: torch and the models are most of it); the front end holds ~30 MB
-        per megapixel of frame, so the lab's 1024x768 frames add ~20 MB: 800 with a margin.
+        per megapixel of frame, so the lab's 1024x768 frames add ~20 MB. Since the front end
+        keeps a short video's decoded frames for its tracking pass (``reuse_frames_mib``,
+        at most 256 MiB) the same 480x360 batch measured 838-889 MiB: 1,024 with a margin
+        for a video just under that limit.
     gpu_bytes_per_track : GPU memory one track's classification holds, bytes: every layer's
         output of the shipped stage-2 ensemble for one track is 3.9 MiB (stage 1's 1.6 MiB;
         forward hooks on the leaf modules, ``benchmarks/bench_workers.py`` prints it, and on a
@@ -164,7 +167,7 @@ class ParallelConfig:
         finishing in between, the batch stops with a one-line message.
     """
 
-    worker_peak_mib: int = 800
+    worker_peak_mib: int = 1024
     gpu_bytes_per_track: int = 4 * 1024**2
     gpu_memory_share: float = 0.8
     local_workers: int = 2

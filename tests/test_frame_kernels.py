@@ -199,3 +199,70 @@ def test_correlation_same_floats_as_one_shift_at_a_time(acquisition, half, searc
         correlation_peaks(*args, new)
         _correlation_peaks_reference(*args, ref)
         np.testing.assert_array_equal(new, ref)
+
+
+def _keep_of(count):
+    return np.flatnonzero(count[1:] >= 2) + 1  # labels of 2 blocks or more
+
+
+def _coarse_stats_numpy(var, labels, n, keep_of=_keep_of):
+    """The numpy bookkeeping FrameDetector.coarse did before the compiled one (the
+    reference): per kept label, centroid (x, y) in blocks, mean variance and the larger side
+    of the bounding box. ``keep_of(count)`` picks the kept labels."""
+    on = np.flatnonzero(labels.ravel())
+    lab = labels.ravel()[on]
+    count = np.bincount(lab, minlength=n)
+    keep = keep_of(count)
+    row, col = np.divmod(on, labels.shape[1])
+    cx = np.bincount(lab, weights=col, minlength=n)[keep] / count[keep]
+    cy = np.bincount(lab, weights=row, minlength=n)[keep] / count[keep]
+    score = np.bincount(lab, weights=var.ravel()[on], minlength=n)[keep] / count[keep]
+    order = np.argsort(lab, kind="stable")
+    present = np.flatnonzero(count[1:] > 0) + 1
+    starts = np.searchsorted(lab[order], present)
+    rs, cs = row[order], col[order]
+    width = np.maximum.reduceat(cs, starts) - np.minimum.reduceat(cs, starts) + 1
+    height = np.maximum.reduceat(rs, starts) - np.minimum.reduceat(rs, starts) + 1
+    extent = np.maximum(width, height)[np.searchsorted(present, keep)]
+    return (on, lab, row, col, count), (cx, cy, score, extent)
+
+
+def test_component_kernels_same_arrays_as_numpy(acquisition):
+    # The detector's own variance images and components on frames with cells, flicker and
+    # noise, at several thresholds (few and many components, big merged ones), and a frame
+    # without any: the same arrays, dtypes and floats as the numpy bookkeeping.
+    import cv2
+
+    from rbcflow.config import DetectionConfig
+    from rbcflow.frontend.detection import FrameDetector
+    from rbcflow.frontend.frame_kernels import component_pixels, component_stats
+
+    frames, background, _ = acquisition
+    det = FrameDetector(background, DetectionConfig(), threshold=1.0)
+    checked = 0
+    for f in frames[::4]:
+        var = det.variance(f)
+        for q in (0.5, 0.9, 0.97, 0.995, 1.01):
+            mask = np.greater(var, np.quantile(var, min(q, 1.0))).view(np.uint8)
+            n, labels = cv2.connectedComponents(mask, connectivity=8, ltype=cv2.CV_32S)
+            got = component_pixels(labels, n)
+            ref, stats = _coarse_stats_numpy(var, labels, n)
+            for a, b in zip(got, ref, strict=True):
+                assert a.dtype == b.dtype
+                np.testing.assert_array_equal(a, b)
+            on, lab, row, col, count = got
+            keep = _keep_of(count)
+            if len(keep) == 0:
+                continue
+            sc, sr, sv, box = component_stats(lab, row, col, var.ravel()[on], n)
+            kb = box[keep]
+            mine = (
+                sc[keep] / count[keep],
+                sr[keep] / count[keep],
+                sv[keep] / count[keep],
+                np.maximum(kb[:, 3] - kb[:, 2], kb[:, 1] - kb[:, 0]) + 1,
+            )
+            for a, b in zip(mine, stats, strict=True):
+                np.testing.assert_array_equal(a, b)  # the same floats, not close ones
+            checked += len(keep)
+    assert checked > 100

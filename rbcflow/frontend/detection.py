@@ -23,6 +23,7 @@ import numpy as np
 
 from rbcflow.config import DetectionConfig
 from rbcflow.frontend.footprints import refine_centroids
+from rbcflow.frontend.frame_kernels import component_pixels, component_stats
 from rbcflow.frontend.normalise import gain_offset
 from rbcflow.frontend.splitting import split_components, split_pairs
 from rbcflow.frontend.variance import (
@@ -249,9 +250,7 @@ class FrameDetector:
         # The frame's illumination offset against the background (cells cover a small part
         # of the field), at full resolution.
         offset = mean - self.background_mean
-        on = np.flatnonzero(mask.ravel())
-        lab = labels.ravel()[on]
-        count = np.bincount(lab, minlength=n)
+        on, lab, row, col, count = component_pixels(labels, n)
         ds2 = self.ds * self.ds
         area = count.astype(np.int64) * ds2
         keep = np.flatnonzero((area >= self.cfg.min_area) & (area <= self.cfg.max_area))
@@ -260,7 +259,6 @@ class FrameDetector:
             return Coarse(
                 np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros(0), np.zeros(0), offset, mean
             )
-        row, col = np.divmod(on, mask.shape[1])
         peaks: dict = {}
         if self.split_distance > 0:
             lab, n, count, keep, peaks = split_components(
@@ -276,8 +274,10 @@ class FrameDetector:
             )
             n = len(count)
             area = count.astype(np.int64) * ds2
-        cx = np.bincount(lab, weights=col, minlength=n)[keep] / count[keep]
-        cy = np.bincount(lab, weights=row, minlength=n)[keep] / count[keep]
+        # sums (in pixel order, as np.bincount) and bounding boxes of every label, compiled
+        sum_col, sum_row, sum_var, box = component_stats(lab, row, col, var.ravel()[on], n)
+        cx = sum_col[keep] / count[keep]
+        cy = sum_row[keep] / count[keep]
         if self.split_distance > 0 and peaks:
             # split parts: centred on their variance maximum (their centroid leans in)
             for i, k in enumerate(keep.tolist()):
@@ -286,16 +286,10 @@ class FrameDetector:
         # Block (i, j) covers pixels [ds*i, ds*i + ds) whose centre is ds*i + (ds - 1) / 2.
         xy = np.stack([cx, cy], axis=1) * self.ds + (self.ds - 1) / 2.0
         # Mean variance per component.
-        score = np.bincount(lab, weights=var.ravel()[on], minlength=n)[keep] / count[keep]
-        # Bounding boxes: the pixels sorted by label, min/max over each label's run (every
-        # label 1..n-1 has pixels, so the runs start where the labels do).
-        order = np.argsort(lab, kind="stable")
-        present = np.flatnonzero(count[1:] > 0) + 1
-        starts = np.searchsorted(lab[order], present)
-        rs, cs = row[order], col[order]
-        width = np.maximum.reduceat(cs, starts) - np.minimum.reduceat(cs, starts) + 1
-        height = np.maximum.reduceat(rs, starts) - np.minimum.reduceat(rs, starts) + 1
-        extent = np.maximum(width, height)[np.searchsorted(present, keep)]
+        score = sum_var[keep] / count[keep]
+        # the larger side of each kept component's bounding box, blocks
+        kb = box[keep]
+        extent = np.maximum(kb[:, 3] - kb[:, 2], kb[:, 1] - kb[:, 0]) + 1
         if self.split_distance > 0 and peaks:
             # a split part is one cell: refined in a one-cell window, not a pair's
             part = np.isin(keep, list(peaks))

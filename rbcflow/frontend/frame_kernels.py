@@ -1,4 +1,5 @@
-"""Compiled per-frame passes of the detection (numba): the illumination fit.
+"""Compiled per-frame passes of the detection (numba): the illumination fit, the components'
+pixels and statistics.
 
 Every frame of the tracking pass has its illumination fitted against the background
 (:mod:`.normalise`). Done with numpy this cost about 1 ms of a 1024x768 frame's ~4 ms (float64
@@ -15,7 +16,11 @@ cells, flicker and noise):
 - :func:`pairwise_sum` adds in numpy's order (pairwise in blocks of 8 unrolled, 128 at the
   leaves; numpy's ``add.reduce`` of a contiguous float64 vector), so means agree to the bit;
 - medians are order statistics (exact whatever the selection algorithm; an even count
-  averages the two middle values as numpy does).
+  averages the two middle values as numpy does);
+- the components' sums are added in pixel order, as ``np.bincount`` adds its weights, and
+  their bounding boxes are exact integers (:func:`component_pixels`, :func:`component_stats`
+  replace the dozen numpy calls per frame of :meth:`FrameDetector.coarse`'s bookkeeping,
+  which held the GIL in the reading thread).
 """
 
 from __future__ import annotations
@@ -217,3 +222,75 @@ def gain_offset_kernel(frame, background, step, clip):
         for i in range(m):
             keep[i] = abs(tmp[i]) <= limit
     return g, o
+
+
+@compiled
+def component_pixels(labels, n):
+    """The labelled pixels of a ``cv2.connectedComponents`` image (``n`` labels), in raster
+    order.
+
+    Returns ``(on, lab, row, col, count)``: the flat index (int64), label (int32, as
+    ``labels``), row and column (int64) of every pixel whose label is not 0, and the pixels
+    per label ``(n,)`` int64 (label 0's: 0). The same arrays as ``on = np.flatnonzero(labels)``,
+    ``labels.ravel()[on]``, ``np.divmod(on, cols)`` and ``np.bincount(lab, minlength=n)``, in
+    two passes without temporaries.
+    """
+    rows, cols = labels.shape
+    m = 0
+    for i in range(rows):
+        for j in range(cols):
+            if labels[i, j] != 0:
+                m += 1
+    on = np.empty(m, np.int64)
+    lab = np.empty(m, np.int32)
+    row = np.empty(m, np.int64)
+    col = np.empty(m, np.int64)
+    count = np.zeros(n, np.int64)
+    k = 0
+    for i in range(rows):
+        for j in range(cols):
+            v = labels[i, j]
+            if v != 0:
+                on[k] = i * cols + j
+                lab[k] = v
+                row[k] = i
+                col[k] = j
+                count[v] += 1
+                k += 1
+    return on, lab, row, col, count
+
+
+@compiled
+def component_stats(lab, row, col, values, n):
+    """Per label ``0 .. n-1`` of the pixels ``lab`` (at ``row``, ``col``, with ``values``):
+    sums of the columns, rows and values (float64, added in pixel order, as ``np.bincount``
+    with weights adds them: the same floats), and the bounding box (min/max row and column;
+    ``-1`` for a label without pixels). Returns ``(sum_col, sum_row, sum_value, box)``, box
+    ``(n, 4)`` int64: row min, row max, column min, column max.
+    """
+    sc = np.zeros(n)
+    sr = np.zeros(n)
+    sv = np.zeros(n)
+    box = np.full((n, 4), -1, np.int64)
+    for k in range(lab.shape[0]):
+        c = lab[k]
+        r = row[k]
+        q = col[k]
+        sc[c] += q
+        sr[c] += r
+        sv[c] += values[k]
+        if box[c, 0] < 0:
+            box[c, 0] = r
+            box[c, 1] = r
+            box[c, 2] = q
+            box[c, 3] = q
+        else:
+            if r < box[c, 0]:
+                box[c, 0] = r
+            if r > box[c, 1]:
+                box[c, 1] = r
+            if q < box[c, 2]:
+                box[c, 2] = q
+            if q > box[c, 3]:
+                box[c, 3] = q
+    return sc, sr, sv, box
