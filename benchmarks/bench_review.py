@@ -1,23 +1,36 @@
 """rbcflow review: a simulated reviewer, page load and decision save times.
 
-1. Fraction error after 0, 25, 50, 100 reviewed tracks, in the tool's order (re-ranked after
-   every decision, :func:`rbcflow.review.order.review_order`), in random orders and in the
-   order used before re-ranking (with the plain count it had), on synthetic acquisitions
-   analysed by ``rbcflow analyze`` (the shipped models): the reviewer answers with the
-   synthetic truth (each analysed track takes the true cell it followed in most of its frames;
-   a track matching no true cell is unreliable). The truth is the fraction of the true tracks
-   (``NAME.tracks.csv``). Each decision goes through :func:`record_decision` (the real files),
-   the figure read back is ``tank_treading_fraction_reviewed`` (the stratified estimate) and
-   whether its interval covers the truth.
+1. Fraction error after 0, 25, 50, 100, 200 reviewed tracks on synthetic acquisitions analysed
+   by ``rbcflow analyze`` (the shipped models); the reviewer answers with the synthetic truth
+   (each analysed track takes the true cell it followed in most of its frames; a track
+   matching no true cell is unreliable), and the truth is the fraction of the true tracks
+   (``NAME.tracks.csv``). Rows, on the same acquisitions:
+
+   - ``tool``: the shipped order (:func:`rbcflow.review.order.review_order`, re-ranked after
+     every decision) and estimate (:mod:`rbcflow.review.calibrated`); every decision goes
+     through :func:`record_decision` (the real files) and the figure read back is
+     ``tank_treading_fraction_reviewed``;
+   - ``random``: random orders, the same estimate (in memory, the same function); ``random,
+     plain count``: the same orders, reviewed labels and the other tracks' calls;
+   - ``previous``: the order and stratified estimate shipped before (``_stratified.py``);
+   - ``before``: the fixed expected-change order with the plain count (``_old_order.py``).
+
+   Then the reviews a random order needs (every 10 up to 300) for the tool's mean and max
+   error after 25, 50 and 100, and whether the interval covers the truth.
 2. The acquisition page with 2,000 tracks: server time to render it, and the time headless
    Chromium takes until the page is usable (``body[data-ready]``, the first strip shown).
 3. One decision saved (``POST /decide``: review.csv, report.csv, run.json, report.html).
 
 Usage::
 
-    rbcflow synth u85.avi --frames 3600 --size 640x480 --cells 14 --unreliable-fraction 0.85
-    rbcflow analyze u85.avi --out res/
-    python benchmarks/bench_review.py res/ --truth u85.avi [--truth ...]
+    rbcflow synth u85s1.avi --frames 3600 --size 640x480 --cells 14 \\
+        --unreliable-fraction 0.85 --seed 1
+    rbcflow analyze u85s1.avi --out res/
+    python benchmarks/bench_review.py res/ --truth u85s1.avi [--truth ...] --no-timing
+
+   The videos themselves are not read again (only ``NAME.truth.csv`` and ``NAME.tracks.csv``
+   beside them, and the results folder): they can be deleted after the analysis.
+
     python benchmarks/bench_review.py --learning-loop [--variants default,guarded,gentle,head-only]
 
 4. ``--learning-loop`` (needs ../shared): :mod:`_learning_loop` (review a held-out shared
@@ -37,11 +50,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rbcflow import schema
+from rbcflow.review.calibrated import estimate
 from rbcflow.review.decide import record_decision, review_queue
 from rbcflow.review.store import Results, read_review
 from rbcflow.synthetic import truth_paths
 
-STEPS = (0, 25, 50, 100)
+STEPS = (0, 25, 50, 100, 200)
+PREVIOUS = "previous: its order, stratified estimate"
+GRID = tuple(range(0, 301, 10))  # random orders' steps, for the reviews they need
 
 
 def true_labels(folder: Path, video: Path) -> tuple[dict[int, str], float]:
@@ -66,19 +83,17 @@ def true_labels(folder: Path, video: Path) -> tuple[dict[int, str], float]:
     return out, tt / (tt + fl)
 
 
-def simulate(root: Path, name: str, truth: dict[int, str], order: list[int] | None) -> list:
-    """(fraction, ci_low, ci_high, counted fraction) after each step of STEPS, reviewing with
-    the truth; ``order`` None: the tool's order, re-ranked after every decision (the order
-    :func:`record_decision` returns, as the page gets it)."""
+def simulate(root: Path, name: str, truth: dict[int, str]) -> list:
+    """(fraction, ci_low, ci_high) after each step of STEPS in the tool's order, re-ranked after
+    every decision (the order :func:`record_decision` returns, as the page gets it)."""
     res = Results(root)
     acq = res.acquisition(name)
-    f0 = float(acq.row["tank_treading_fraction"] or "nan")
-    out = [(f0, float(acq.row["ci_low"] or "nan"), float(acq.row["ci_high"] or "nan"), f0)]
+    out = [_figures(estimate(acq.calibration, acq.reviewed_codes({})))]
     queue = review_queue(acq, {})
     done: set[int] = set()
     for step in STEPS[1:]:
         while len(done) < min(step, len(queue)):
-            tid = next(t for t in queue if t not in done) if order is None else order[len(done)]
+            tid = next(t for t in queue if t not in done)
             new: list[int] = []
             figs = record_decision(res, acq, tid, truth[tid], "simulated", derived=False, queue=new)
             done.add(tid)
@@ -88,17 +103,48 @@ def simulate(root: Path, name: str, truth: dict[int, str], order: list[int] | No
                 figs["tank_treading_fraction_reviewed"],
                 figs["ci_low_reviewed"],
                 figs["ci_high_reviewed"],
-                figs["counted_fraction"],
             )
         )
     return out
 
 
-def old_order(acq) -> list[int]:
+def _figures(e: dict) -> tuple[float, float, float]:
+    return e["fraction"], e["ci_low"], e["ci_high"]
+
+
+def _plain(calls: np.ndarray, rev: np.ndarray) -> float:
+    lab = np.array([{"tank-treading": 0, "flipping": 1}.get(c, 2) for c in calls])
+    lab = np.where(rev >= 0, rev, lab)
+    return float((lab == 0).sum() / max((lab < 2).sum(), 1))
+
+
+def previous(t: pd.DataFrame, y: np.ndarray) -> list:
+    """The stratified estimate and its re-ranked order (shipped before), at STEPS."""
+    from _stratified import estimate as strat_estimate
+    from _stratified import strata_of, stratified_order
+
+    st = strata_of(
+        t["label"].to_numpy(object),
+        t["rule"].fillna("").to_numpy(object),
+        t["p_reliable"].to_numpy(float),
+        t["p_tank_treading"].to_numpy(float),
+    )
+    ids = t["track_id"].to_numpy(int)
+    at = {int(i): k for k, i in enumerate(ids)}
+    rev, out = np.full(len(ids), -1), []
+    for s in range(max(STEPS) + 1):
+        if s in STEPS:
+            out.append(_figures(strat_estimate(st, rev)))
+        if s < min(max(STEPS), len(ids)):
+            k = at[stratified_order(ids, st, rev)[0]]
+            rev[k] = y[k]
+    return out
+
+
+def old_order(t: pd.DataFrame) -> list[int]:
     """The order before re-ranking (expected change of the plain count, computed once)."""
     from _old_order import expected_change
 
-    t = acq.tracks
     score = expected_change(
         t["label"].to_numpy(object),
         t["p_reliable"].to_numpy(float),
@@ -111,35 +157,72 @@ def old_order(acq) -> list[int]:
 def fraction_errors(root: Path, videos: list[Path], n_random: int, seed: int) -> pd.DataFrame:
     rows = []
     rng = np.random.default_rng(seed)
+
+    def add(name, n, kind, step, fig, f_true, floor):
+        f, lo, hi = fig
+        rows.append(
+            {
+                "acquisition": name,
+                "tracks": n,
+                "order": kind,
+                "reviewed": step,
+                "error": abs(f - f_true),
+                "covered": bool(lo <= f_true <= hi),
+                "width": hi - lo,
+                "floor": floor,
+            }
+        )
+
     for video in videos:
         name = video.stem
         truth, f_true = true_labels(root / name, video)
         acq = Results(root).acquisition(name)
-        ids = [int(x) for x in acq.tracks["track_id"]]
-        orders = [("tool", None), ("before (plain count, fixed order)", old_order(acq))] + [
-            ("random", [int(x) for x in rng.permutation(ids)]) for _ in range(n_random)
-        ]
-        all_tt = sum(v == "tank-treading" for v in truth.values())
-        all_fl = sum(v == "flipping" for v in truth.values())
-        for kind, order in orders:
-            with tempfile.TemporaryDirectory() as tmp:
-                work = Path(tmp) / "res"
-                shutil.copytree(root, work, ignore=shutil.ignore_patterns("*.avi", "strips"))
-                fr = simulate(work, name, truth, order)
-            for step, (f, lo, hi, counted) in zip(STEPS, fr, strict=True):
-                est = counted if kind.startswith("before") else f
-                rows.append(
-                    {
-                        "acquisition": name,
-                        "tracks": len(ids),
-                        "order": kind,
-                        "reviewed": step,
-                        "error": abs(est - f_true),
-                        "covered": bool(lo <= f_true <= hi),
-                        "floor": abs(all_tt / (all_tt + all_fl) - f_true),
-                    }
-                )
+        t = acq.tracks
+        ids = t["track_id"].to_numpy(int)
+        y = np.array([schema.LABEL_CODES[truth[int(i)]] for i in ids])
+        calls = t["label"].to_numpy(object)
+        floor = abs(_plain(calls, y) - f_true)
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp) / "res"
+            shutil.copytree(root, work, ignore=shutil.ignore_patterns("*.avi", "strips"))
+            for step, fig in zip(STEPS, simulate(work, name, truth), strict=True):
+                add(name, len(ids), "tool", step, fig, f_true, floor)
+        for step, fig in zip(STEPS, previous(t, y), strict=True):
+            add(
+                name, len(ids), "previous: its order, stratified estimate", step, fig, f_true, floor
+            )
+        at = {int(i): k for k, i in enumerate(ids)}
+        order = [at[i] for i in old_order(t)]
+        for step in STEPS:
+            rev = np.full(len(ids), -1)
+            rev[order[:step]] = y[order[:step]]
+            f = _plain(calls, rev)
+            add(name, len(ids), "before: fixed order, plain count", step, (f, f, f), f_true, floor)
+        for _ in range(n_random):
+            perm = rng.permutation(len(ids))
+            for step in sorted(set(GRID) | set(STEPS)):
+                rev = np.full(len(ids), -1)
+                rev[perm[:step]] = y[perm[:step]]
+                e = estimate(acq.calibration, rev)
+                add(name, len(ids), "random", step, _figures(e), f_true, floor)
+                f = _plain(calls, rev)
+                add(name, len(ids), "random, plain count", step, (f, f, f), f_true, floor)
     return pd.DataFrame(rows)
+
+
+def reviews_needed(df: pd.DataFrame) -> str:
+    """The reviews a random order needs (shipped estimate) for the tool's mean and max error."""
+    rand = df[df["order"] == "random"].groupby("reviewed")["error"].agg(["mean", "max"])
+    tool = df[df["order"] == "tool"].groupby("reviewed")["error"].agg(["mean", "max"])
+    lines = []
+    for n in (25, 50, 100):
+        parts = []
+        for stat in ("mean", "max"):
+            ok = rand.index[rand[stat] <= tool.loc[n, stat]]
+            need = f"{int(ok.min())}" if len(ok) else f"> {max(GRID)}"
+            parts.append(f"{stat} {tool.loc[n, stat]:.3f}: random needs {need}")
+        lines.append(f"  tool after {n}: " + "; ".join(parts))
+    return "\n".join(lines)
 
 
 def fake_results(root: Path, n: int) -> str:
@@ -257,7 +340,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("results", type=Path, nargs="?", help="results folder of rbcflow analyze")
     ap.add_argument("--truth", type=Path, action="append", default=[], help="synthetic video")
-    ap.add_argument("--random", type=int, default=20, help="random orders per acquisition")
+    ap.add_argument("--random", type=int, default=10, help="random orders per acquisition")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-timing", action="store_true")
     ap.add_argument(
@@ -289,13 +372,20 @@ def main() -> None:
                 f"{name}: {int(d['tracks'].iloc[0])} tracks; error with every track "
                 f"reviewed (tracking's floor) {d['floor'].iloc[0]:.3f}"
             )
-        table = df.groupby(["order", "reviewed"])["error"].agg(["mean", "max"]).unstack("order")
+        steps = df[df["reviewed"].isin(STEPS)]
+        table = steps.groupby(["order", "reviewed"])["error"].agg(["mean", "max"])
         print("fraction error (mean, max over acquisitions; random: over orders too)")
-        print(table.round(3).to_string())
-        tool = df[df["order"] == "tool"]
+        print(table.unstack("reviewed").round(3).to_string())
+        print("reviews a random order needs (shipped estimate, every 10) for the tool's error:")
+        print(reviews_needed(df))
         print("interval covers the truth (share of acquisitions x orders):")
-        cov = df[~df["order"].str.startswith("before")]
+        cov = steps[
+            steps["order"].isin(["tool", "random", "previous: its order, stratified estimate"])
+        ]
         print(cov.groupby(["reviewed", "order"])["covered"].mean().unstack().round(2).to_string())
+        print("interval width (mean):")
+        print(cov.groupby(["reviewed", "order"])["width"].mean().unstack().round(3).to_string())
+        tool = df[df["order"] == "tool"]
         print(tool.pivot(index="acquisition", columns="reviewed", values="error").round(3))
     if not args.no_timing:
         t = page_and_save_times()
