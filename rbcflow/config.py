@@ -144,6 +144,15 @@ class TrackingConfig:
         lane; a neighbour on the next lane is ~14 px away at the closest).
     join_overlap : a fragment may start up to this many frames before the ended track's last
         frame (two tracks on one cell for a frame or two); the overlap is cut from the first.
+    min_detected : a kept track also needs this many detected frames (gap-closed and joined
+        frames are no evidence of a cell: a short track made mostly of them was a false one).
+    motion_window : a track's motion model (:mod:`rbcflow.frontend.motion`) is a line fitted to
+        its last this many detected positions; it predicts the track's next position and
+        steadies poorly measured centres (0: no model, a 5-frame velocity).
+    motion_noise : the ``q`` of that model, px: a position kept is ``lam * measured + (1 -
+        lam) * line``, ``lam = q**2 / (q**2 + sigma**2)``, sigma the track's own scatter about
+        its line (a sharp cell ~0.3 px keeps its measured centre, a blurred one ~2-3 px
+        follows its line).
     """
 
     min_length: int = MIN_TRACK_LENGTH
@@ -162,6 +171,9 @@ class TrackingConfig:
     join_growth: float = 1.0
     join_dy: float = 6.0
     join_overlap: int = 2
+    motion_window: int = 30
+    min_detected: int = MIN_TRACK_LENGTH
+    motion_noise: float = 1.0
 
 
 @dataclass(frozen=True)

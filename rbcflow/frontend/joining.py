@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from rbcflow.config import TrackingConfig
+from rbcflow.frontend.motion import scatter
 from rbcflow.frontend.tracks import Track
 
 _COMPARE = 4
@@ -110,11 +111,15 @@ def _gate(
 
 
 def join_cost(a: Track, b: Track, cfg: TrackingConfig) -> float:
-    """Cost of joining the young track ``b`` after the ended track ``a``: the mean
-    :func:`join_gate` distance of ``b``'s first detected frames (up to 4) from ``a``'s
-    prediction, plus the difference of their speeds along the flow once ``b`` has 3 frames or
-    more; ``inf`` when any of those frames is out of the gate or ``b`` was born too early or
-    too late (see :func:`join_gate`).
+    """Cost of joining the young track ``b`` after the ended track ``a``: the distance of the
+    mean offset of ``b``'s first detected frames (up to 4) from ``a``'s prediction, plus the
+    difference of their speeds along the flow once ``b`` has 3 frames or more; ``inf`` when
+    that offset is out of :func:`join_gate`'s gate (for the mean gap), widened by twice the
+    larger of the two tracks' scatter about their lines (:attr:`Track.motion`) over the root
+    of the frames compared, or ``b`` was born too early or too late. Once ``b``'s motion model
+    holds 4 frames, ``a``'s last detected frames (up to 4) are also compared with ``b``'s line
+    extrapolated back (the same gate; the lower cost counts): a short fragment of a faint cell
+    has no velocity of its own.
 
     Examples
     --------
@@ -132,21 +137,50 @@ def join_cost(a: Track, b: Track, cfg: TrackingConfig) -> float:
         return math.inf
     (lx, ly), (vx, vy) = a.end or robust_end(a)
     last = a.frames[-1]
-    ds = []
+    offs = []
     for f, x, y, det in zip(b.frames, b.xs, b.ys, b.detected, strict=False):
-        if len(ds) == _COMPARE:
+        if len(offs) == _COMPARE:
             break
         if det:
-            d = _gate(f - last, lx, ly, vx, vy, x, y, cfg)
-            if not math.isfinite(d):
-                return math.inf
-            ds.append(d)
-    if not ds:
+            offs.append((f - last, x - (lx + vx * (f - last)), y - (ly + vy * (f - last))))
+    spread = 2.0 * max(scatter(a), scatter(b))
+    cost = _offset_cost(offs, spread, cfg)
+    if b.motion is not None and len(b.motion) >= 4:
+        # and backwards: a's last detected frames against b's line (a short fragment of a
+        # faint cell has no velocity to speak of; the young track, grown, has one)
+        first = b.frames[0]
+        back = []
+        for f, x, y, det in zip(
+            a.frames[::-1], a.xs[::-1], a.ys[::-1], a.detected[::-1], strict=True
+        ):
+            if len(back) == _COMPARE:
+                break
+            if det and f < first:
+                px, py = b.motion.predict(f)
+                back.append((first - f, x - px, y - py))
+        cost = min(cost, _offset_cost(back, spread, cfg))
+    if not math.isfinite(cost):
         return math.inf
-    cost = float(np.mean(ds))
     if len(b) >= 3:
         cost += abs(b.vx - vx)
     return cost
+
+
+def _offset_cost(offs: list[tuple[float, float, float]], spread: float, cfg) -> float:
+    """Distance of the mean offset ``(dx, dy)`` of ``offs`` ((gap, dx, dy) per frame compared)
+    from a prediction, or ``inf`` out of the join gate for the mean gap, widened by
+    ``spread`` over the root of the frames compared."""
+    if not offs:
+        return math.inf
+    o = np.array(offs, dtype=np.float64)
+    g = float(np.abs(o[:, 0]).mean())
+    dx, dy = float(o[:, 1].mean()), float(o[:, 2].mean())
+    widen = spread / math.sqrt(len(offs))
+    if abs(dy) > cfg.join_dy + 0.1 * g + widen:
+        return math.inf
+    if abs(dx) > cfg.join_radius + cfg.join_growth * max(g - 1, 0) + widen:
+        return math.inf
+    return math.hypot(dx, dy)
 
 
 def merge_tracks(
@@ -188,7 +222,7 @@ def merge_tracks(
     a.neighbours += b.neighbours
     if with_payload:
         a.payload += b.payload
-    a.vx, a.vy, a.gap = b.vx, b.vy, b.gap
+    a.vx, a.vy, a.gap, a.motion = b.vx, b.vy, b.gap, b.motion
     a.interference = a.interference or b.interference
     a.joins += 1 + b.joins
     a.end = None
@@ -226,7 +260,9 @@ def join_pending(
     for i, a in enumerate(pending):
         for j, k in enumerate(young):
             b = active[k]
-            if a.frames[-1] - b.frames[0] <= cfg.join_overlap and len(a) > cfg.join_overlap + 2:
+            if a.frames[-1] - b.frames[0] <= cfg.join_overlap and (
+                len(a) > cfg.join_overlap + 2 or (len(a) >= 2 and b.frames[0] > a.frames[-1])
+            ):
                 c = join_cost(a, b, cfg)
                 if math.isfinite(c):
                     cost[i, j] = c

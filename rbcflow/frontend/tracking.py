@@ -1,23 +1,28 @@
 """Left-to-right constant-velocity linking with cross-correlation refinement.
 
 Cells in the shear-flow chamber move along +x at a steady speed. Each frame, every active track
-predicts its position from its velocity; detections are assigned to tracks by minimum total
-distance (Hungarian algorithm, :func:`scipy.optimize.linear_sum_assignment`) within a gate; then
-each track's position is refined by cross-correlating the cell's background-subtracted patch of
-the previous frame with the current frame around the assigned detection (or the prediction):
-normalised cross-correlation (:func:`rbcflow.frontend.kernels.correlation_peaks`, all tracks of
-a frame in one compiled call) and a parabolic fit of the peak give the frame-to-frame
-displacement to a small fraction of a pixel. The refined position blends the detection centroid
-(absolute, noisier) with previous position + displacement (precise, but it would drift if used
-alone): ``x = w * centroid + (1 - w) * (x_prev + shift)``. A steady centre
-matters for the crops: the classifier reads shape changes, not jitter.
+predicts its position from its motion model (:mod:`rbcflow.frontend.motion`: a line fitted to
+its last ``motion_window`` detections; before it has three, its last position and velocity);
+detections are assigned to tracks by minimum total distance (Hungarian algorithm,
+:func:`scipy.optimize.linear_sum_assignment`) within a gate; then each track's position is
+refined by cross-correlating the cell's background-subtracted patch of the previous frame with
+the current frame around the assigned detection (or the prediction): normalised
+cross-correlation (:func:`rbcflow.frontend.kernels.correlation_peaks`, all tracks of a frame in
+one compiled call) and a parabolic fit of the peak give the frame-to-frame displacement to a
+small fraction of a pixel. The refined position blends the detection centroid (absolute,
+noisier) with previous position + displacement (precise, but it would drift if used alone):
+``x = w * centroid + (1 - w) * (x_prev + shift)``, and a track whose detections scatter about
+its line (a faint or blurred cell) is pulled towards the line (``lam * x + (1 - lam) * line``,
+:meth:`~rbcflow.frontend.motion.LineFit.gain`). A steady centre matters for the crops: the
+classifier reads shape changes, not jitter.
 
 A track with no detection for a frame keeps going on the correlation (or its prediction) for up
 to ``max_gap`` frames (gap closing: those frames are ``detected`` False); it ends when its
 prediction leaves the field or it stays lost longer. Trailing undetected frames are removed; an
 ended track is then held ``join_window`` frames for a fragment of the same cell
 (:mod:`rbcflow.frontend.joining`, counted in :attr:`Linker.n_joins`) before it is released;
-tracks shorter than ``min_length`` are dropped. A track
+tracks shorter than ``min_length``, or with fewer than ``min_detected`` detected frames, are
+dropped. A track
 is flagged ``interference`` when another object comes closer than ``interference_distance``,
 and records per frame whether another detection lies in its crop window
 (:attr:`~rbcflow.frontend.tracks.Track.neighbours`, the TRACKS column ``neighbour_frames``).
@@ -41,11 +46,14 @@ from scipy.optimize import linear_sum_assignment
 
 from rbcflow.config import TrackingConfig
 from rbcflow.frontend.correlation import correlation_shifts
+from rbcflow.frontend.interference import flag_interference
 from rbcflow.frontend.joining import hold_ended, join_pending
+from rbcflow.frontend.motion import LineFit, anchor, has_velocity, predict, scatter
 from rbcflow.frontend.splitting import one_per_cell
 from rbcflow.frontend.tracks import Track
 
 _INFEASIBLE = 1e9
+_WIDEN = 2.0  # gates widened by this many times a track's scatter (motion.scatter)
 
 
 class Linker:
@@ -118,13 +126,17 @@ class Linker:
         match = np.full(n_t, -1, dtype=np.int64)
         if n_t == 0 or n_d == 0:
             return match
-        last = np.array([tr.last for tr in self.active])
-        dt = np.array([t - tr.frames[-1] for tr in self.active], dtype=np.float64)
-        established = np.array([len(tr) >= 2 for tr in self.active])
-        vel = np.array(
-            [(tr.vx, tr.vy) if len(tr) >= 2 else (self.prior_vx, 0.0) for tr in self.active]
+        # A tentative track (one detection) is gated from that detection, by a box.
+        last = np.array([anchor(tr) for tr in self.active])
+        dt = t - last[:, 2]
+        last = last[:, :2]
+        established = np.array([has_velocity(tr) for tr in self.active])
+        pred = np.array(
+            [
+                predict(tr, t) if ok else (x + self.prior_vx * d, y)
+                for tr, ok, (x, y), d in zip(self.active, established, last, dt, strict=True)
+            ]
         )
-        pred = last + vel * dt[:, None]
         dist = np.hypot(xy[None, :, 0] - pred[:, None, 0], xy[None, :, 1] - pred[:, None, 1])
         move_x = xy[None, :, 0] - last[:, None, 0]
         move_y = np.abs(xy[None, :, 1] - last[:, None, 1])
@@ -139,8 +151,12 @@ class Linker:
         # Established tracks: within the search radius of the prediction, and within max_dy
         # of it across the flow (cells keep their lane: a detection pulled across it is the
         # merged blob of this cell and a neighbour's, not this cell).
-        off_lane = np.abs(xy[None, :, 1] - pred[:, None, 1]) > cfg.max_dy * dtc
-        feasible = np.where(established[:, None], (dist <= cfg.search_radius) & ~off_lane, box)
+        # Both widened by twice the track's own scatter about its line (a faint cell's
+        # centres wander by 2-3 px; a sharp cell's by a few tenths).
+        widen = np.array([_WIDEN * scatter(tr) for tr in self.active])[:, None]
+        off_lane = np.abs(xy[None, :, 1] - pred[:, None, 1]) > cfg.max_dy * dtc + widen
+        near = dist <= cfg.search_radius + widen
+        feasible = np.where(established[:, None], near & ~off_lane, box)
         cost = np.where(established[:, None], dist, dist + cfg.search_radius)
         cost = np.where(feasible, cost, _INFEASIBLE)
         rows, cols = linear_sum_assignment(cost)
@@ -189,9 +205,8 @@ class Linker:
         # Where each track is expected: its detection, else its prediction.
         plan = []
         for tr, j in zip(self.active, match, strict=True):
-            lx, ly = tr.last
+            px, py = predict(tr, t)
             dt = t - tr.frames[-1]
-            px, py = lx + tr.vx * dt, ly + tr.vy * dt
             if j < 0 and not self._inside(px, py):
                 ended.append(tr)  # left the field
                 continue
@@ -225,7 +240,16 @@ class Linker:
                     ended.append(tr)
                     continue
                 x, y = (shift[0], shift[1]) if shift is not None else (px, py)
+            m = tr.motion
+            if m is not None:
+                # a poorly measured centre follows the track's line (motion.py)
+                lam = m.gain(cfg.motion_noise)
+                if j >= 0:
+                    m.add(t, float(xy[j, 0]), float(xy[j, 1]))  # the detection itself
+                x, y = lam * x + (1 - lam) * px, lam * y + (1 - lam) * py
             tr.append(t, float(x), float(y), bool(j >= 0), float(area[j]) if j >= 0 else math.nan)
+            if m is not None and m.ready():
+                tr.vx, tr.vy = m.velocity()
             still.append(tr)
             own.append(j)
         # New tentative tracks from the detections nobody took.
@@ -233,13 +257,16 @@ class Linker:
         taken[match[match >= 0]] = True
         if still and len(xy):
             pos = np.array([tr.last for tr in still])
-            near = np.hypot(xy[:, None, 0] - pos[None, :, 0], xy[:, None, 1] - pos[None, :, 1]).min(
-                axis=1
-            )
-            taken |= near < self.min_separation
+            near = np.hypot(xy[:, None, 0] - pos[None, :, 0], xy[:, None, 1] - pos[None, :, 1])
+            # a faint cell's centres scatter: a second part of its blob is not a new cell
+            reach = [self.min_separation + 2.0 * scatter(tr) for tr in still]
+            taken |= (near < np.array(reach)[None, :]).any(axis=1)
         for j in np.flatnonzero(~taken):
             tr = Track()
             tr.append(t, float(xy[j, 0]), float(xy[j, 1]), True, float(area[j]))
+            if cfg.motion_window > 0:
+                tr.motion = LineFit(cfg.motion_window)
+                tr.motion.add(t, float(xy[j, 0]), float(xy[j, 1]))
             still.append(tr)
             own.append(int(j))
         # Ended tracks wait join_window frames for a fragment of the same cell (those that
@@ -248,7 +275,15 @@ class Linker:
         self.n_dropped += dropped
         self.n_joins += join_pending(self.pending, still, cfg, self.fill)
         self.active = still
-        self._flag_interference(xy, own, area)
+        flag_interference(
+            self.active,
+            xy,
+            own,
+            area,
+            self.cfg.interference_distance,
+            self.min_separation,
+            self.crop_reach,
+        )
         speeds = [tr.vx for tr in still if len(tr) >= 3]
         if speeds:
             self.prior_vx = float(np.median(speeds))
@@ -267,39 +302,6 @@ class Linker:
         m = self.cfg.search_radius
         return 0 <= x <= self.cols - 1 and -m <= y <= self.rows - 1 + m
 
-    def _flag_interference(self, xy: np.ndarray, own: list[int], area: np.ndarray) -> None:
-        """Flag tracks with another object (track or detection) within the distance, and
-        append to each track whether another detection lies in its crop window.
-
-        A track's own detection, and fragments of it (detections closer than
-        ``min_separation``), are not other objects. In the crop window: ``|dx|`` and ``|dy| <=
-        crop_reach + r`` (:class:`Linker`).
-        """
-        if not self.active:
-            return
-        lim = self.cfg.interference_distance
-        pos = np.array([tr.last for tr in self.active])
-        n = len(pos)
-        d = np.hypot(pos[:, None, 0] - pos[None, :, 0], pos[:, None, 1] - pos[None, :, 1])
-        d[np.arange(n), np.arange(n)] = np.inf
-        close = (d < lim).any(axis=1)
-        inside = np.zeros(n, dtype=bool)
-        if len(xy):
-            dx = np.abs(pos[:, None, 0] - xy[None, :, 0])
-            dy = np.abs(pos[:, None, 1] - xy[None, :, 1])
-            dd = np.hypot(dx, dy)
-            own_idx = np.asarray(own)
-            has = own_idx >= 0
-            dd[np.flatnonzero(has), own_idx[has]] = -1.0  # not another object
-            other = dd >= self.min_separation
-            close |= ((dd < lim) & other).any(axis=1)
-            # crop_reach + the detection's radius (0 where its area is unknown: fmax skips NaN)
-            reach = np.fmax(self.crop_reach + np.sqrt(np.abs(area) / np.pi), self.crop_reach)
-            inside = ((np.maximum(dx, dy) <= reach) & other).any(axis=1)
-        for tr, flag, near in zip(self.active, close.tolist(), inside.tolist(), strict=True):
-            tr.interference |= flag
-            tr.neighbours.append(near)
-
     def _close(self, ended: list[Track]) -> list[Track]:
         kept = []
         for tr in ended:
@@ -307,7 +309,7 @@ class Linker:
             if not tr.frames:
                 self.n_dropped += 1
                 continue
-            if len(tr) >= self.cfg.min_length:
+            if len(tr) >= self.cfg.min_length and sum(tr.detected) >= self.cfg.min_detected:
                 self.n_finished += 1
                 tr.track_id = self.n_finished
                 kept.append(tr)

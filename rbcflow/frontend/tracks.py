@@ -59,6 +59,8 @@ class Track:
         :meth:`rbcflow.frontend.tracking.Linker.step`).
     joins : int
         Fragments joined into this track (:mod:`rbcflow.frontend.joining`).
+    motion : :class:`rbcflow.frontend.motion.LineFit` or None
+        The linker's constant-velocity fit of the track's detected positions.
     end : tuple or None
         Once the track has ended and waits for a fragment: its robust end point and velocity
         ((x, y), (vx, vy)), :func:`rbcflow.frontend.joining.robust_end`, computed once.
@@ -78,6 +80,7 @@ class Track:
     neighbours: list[bool] = field(default_factory=list)
     joins: int = 0
     end: tuple | None = None
+    motion: Any = None
 
     def __len__(self) -> int:
         return len(self.frames)
