@@ -185,9 +185,11 @@ def test_no_cell_hint_names_only_the_options_of_the_command(tmp_path):
 
 
 class _CountingReader(ArrayReader):
-    """Counts the frames it decodes (by seeking and by iterating)."""
+    """Counts the frames it decodes (by seeking and by iterating); seeks as a compressed
+    codec's (``costly_seeks``)."""
 
     decoded = 0
+    costly_seeks = True
 
     def get_frame(self, i):
         self.decoded += 1
@@ -209,3 +211,8 @@ def test_a_short_video_is_decoded_once_with_identical_results(synthetic_avi):
     assert runs[256][0] == len(frames)  # once each
     assert runs[0][0] >= len(frames) + 100  # the background's samples, then every frame again
     assert runs[0][1:] == runs[256][1:]
+    # where seeking costs a frame's reading, nothing is kept: 100 seeks, then every frame
+    cheap = _CountingReader(frames)
+    cheap.costly_seeks = False
+    run_frontend(cheap, reuse_mib=256)
+    assert cheap.decoded >= len(frames) + 100

@@ -3,10 +3,11 @@
 Two passes over the video:
 
 1. Background pass: ``cfg.background.n_frames`` frames evenly spaced through the video are read
-   (random access; or in one sequential pass that keeps every frame for pass 2 when the whole
-   video fits in ``reuse_mib``) and their per-pixel median is the background. The same sample
-   frames then calibrate the video (:mod:`.calibration`): the automatic detection threshold,
-   the camera noise and the cell diameter (hence the automatic crop scale).
+   (random access; or, where seeks are costly, in one sequential pass that keeps every frame
+   for pass 2 when the whole video fits in ``reuse_mib``) and their per-pixel median is the
+   background. The same sample frames then calibrate the video (:mod:`.calibration`): the
+   automatic detection threshold, the camera noise and the cell diameter (hence the automatic
+   crop scale).
 2. Tracking pass: the frames are decoded in order by a reading thread, a few frames ahead, which
    also runs the coarse half of the detection (OpenCV releases the GIL while decoding and
    filtering, and the compiled per-cell loops of :mod:`rbcflow.frontend.kernels` release it
@@ -150,9 +151,10 @@ def run_frontend(
         ``contrast_rel`` and ``sharpness_rel`` are NaN there (known once all tracks are: the
         result's ``tracks`` has them); it also holds their raw ``contrast`` and ``sharpness``.
     reuse_mib : float, optional
-        When the whole video decoded takes at most this many MiB, the background's samples
-        come from one sequential pass that keeps every frame, and the tracking pass takes
-        those frames instead of decoding the video again (:func:`read_samples`' ``keep``)
+        When seeking is costly (``reader.costly_seeks``: compressed codecs through FFmpeg) and
+        the whole video decoded takes at most this many MiB, the background's samples come
+        from one sequential pass that keeps every frame, and the tracking pass takes those
+        frames instead of decoding the video again (:func:`read_samples`' ``keep``)
         [default: ``StreamConfig().reuse_frames_mib``; 0: never].
 
     Returns
@@ -195,7 +197,10 @@ def run_frontend(
     indices = sample_indices(n_total, k)
     reuse_mib = StreamConfig().reuse_frames_mib if reuse_mib is None else reuse_mib
     video_bytes = n_total * math.prod(reader.shape) * np.dtype(reader.dtype).itemsize
-    decoded: list[np.ndarray] | None = [] if video_bytes <= reuse_mib * 2**20 else None
+    # only where a seek costs many frames' decoding: elsewhere the samples are read by
+    # seeking at the cost of a frame each, and keeping the frames would only take memory
+    reuse = getattr(reader, "costly_seeks", False) and video_bytes <= reuse_mib * 2**20
+    decoded: list[np.ndarray] | None = [] if reuse else None
     samples = read_samples(reader, indices, progress=progress, keep=decoded)
     background = median_stack(samples)
     t1 = time.perf_counter()

@@ -33,11 +33,17 @@ class VideoReader(ABC):
     warnings : list of str
         Problems met while reading that did not stop it (e.g. a truncated file read up to the
         last readable frame). Readers append to it; the pipeline copies it into ``run.json``.
+    costly_seeks : bool
+        True when ``reader[i]`` decodes from the previous key frame (codecs with inter frames
+        or key-frame intervals, through FFmpeg), so that reading in order is much cheaper than
+        seeking to each frame; False (the default) when any frame is read at about the cost
+        of the next one (uncompressed, Motion-JPEG, TIFF pages, frame files).
     """
 
     source: Path
     fps: float
     fps_from_container: bool = True
+    costly_seeks: bool = False
     shape: tuple[int, int]
     dtype: np.dtype
 

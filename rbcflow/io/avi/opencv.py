@@ -68,7 +68,11 @@ class AviReader(VideoReader):
     its own capture (fast path); ``get_frame`` seeks (``CAP_PROP_POS_FRAMES``) unless the frame
     asked for is the next one. The frame count is verified by decoding the last frame claimed;
     if that fails the last readable frame is found by bisection and a warning is recorded.
+    A seek decodes from the previous key frame (``costly_seeks``: 44-94 ms against 3.6 ms for
+    the next frame of a 480x360 FFV1 AVI written by OpenCV).
     """
+
+    costly_seeks = True
 
     def __init__(
         self,
