@@ -288,11 +288,11 @@ def estimate(
     else:
         lo, hi = 0.0, 1.0
     return {
-        "fraction": frac,
+        "fraction": float(frac),
         "ci_low": lo,
         "ci_high": hi,
-        "tank_treading": tt,
-        "flipping": fl,
+        "tank_treading": float(tt),
+        "flipping": float(fl),
         "reviewed": int((f.reviewed >= 0).sum()),
     }
 
