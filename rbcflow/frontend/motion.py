@@ -49,7 +49,7 @@ class LineFit:
     (35.0, 20.21, 3.0, 0.4)
     """
 
-    __slots__ = ("window", "pts", "t0", "sums", "rejected")
+    __slots__ = ("window", "pts", "t0", "sums", "rejected", "_coef", "_s2")
 
     def __init__(self, window: int = 30):
         self.window = int(window)
@@ -57,6 +57,8 @@ class LineFit:
         self.t0: int | None = None
         self.sums = [0.0] * 8  # t, t*t, x, t*x, x*x, y, t*y, y*y (t relative to t0)
         self.rejected = 0
+        self._coef: tuple[float, float, float, float] | None = None  # cached per add
+        self._s2 = 0.0
 
     def __len__(self) -> int:
         return len(self.pts)
@@ -78,6 +80,11 @@ class LineFit:
 
     def coefficients(self) -> tuple[float, float, float, float]:
         """``(x0, vx, y0, vy)`` of the line, times relative to the first frame fitted."""
+        if self._coef is None:
+            self._coef = self._solve()
+        return self._coef
+
+    def _solve(self) -> tuple[float, float, float, float]:
         n = len(self.pts)
         st, stt, sx, stx, _, sy, sty, _ = self.sums
         den = n * stt - st * st
@@ -104,6 +111,9 @@ class LineFit:
     def sigma2(self) -> float:
         """Residual variance of the fitted positions about the line, per axis, px^2 (0 with
         fewer than three)."""
+        return self._s2
+
+    def _residual(self) -> float:
         n = len(self.pts)
         if n < 3:
             return 0.0
@@ -126,12 +136,13 @@ class LineFit:
             return 1.0
         return q * q / (q * q + self.sigma2)
 
-    def add(self, t: int, x: float, y: float) -> bool:
-        """Fit the measurement of frame ``t``; False when it was rejected as an outlier."""
+    def add(self, t: int, x: float, y: float, pred: tuple[float, float] | None = None) -> bool:
+        """Fit the measurement of frame ``t``; False when it was rejected as an outlier.
+        ``pred``: :meth:`predict` for ``t``, when the caller has it."""
         if self.t0 is None:
             self.t0 = t
         if len(self.pts) >= 6 and self.rejected < 2:
-            px, py = self.predict(t)
+            px, py = self.predict(t) if pred is None else pred
             d2 = (x - px) ** 2 + (y - py) ** 2
             if d2 > max(16.0 * self.sigma2, 9.0):
                 self.rejected += 1
@@ -142,6 +153,8 @@ class LineFit:
         self._update(u, x, y, 1.0)
         if len(self.pts) > self.window:
             self._update(*self.pts.popleft(), -1.0)
+        self._coef = None
+        self._s2 = self._residual()
         return True
 
 
@@ -175,3 +188,14 @@ def predict(tr, t: int) -> tuple[float, float]:
         return tr.motion.predict(t)
     dt = t - tr.frames[-1]
     return tr.xs[-1] + tr.vx * dt, tr.ys[-1] + tr.vy * dt
+
+
+def gate_state(tr, t: int, prior_vx: float) -> tuple[float, float, int, float, float, bool, float]:
+    """What the linker's assignment needs of track ``tr`` for frame ``t``, in one call: its
+    :func:`anchor` (x, y, frame), where it is expected (:func:`predict`; a tentative track:
+    its detection moved at ``prior_vx``), whether it :func:`has_velocity`, its
+    :func:`scatter`."""
+    x, y, f = anchor(tr)
+    ok = has_velocity(tr)
+    px, py = predict(tr, t) if ok else (x + prior_vx * (t - f), y)
+    return x, y, f, px, py, ok, scatter(tr)

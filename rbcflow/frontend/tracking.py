@@ -48,7 +48,7 @@ from rbcflow.config import TrackingConfig
 from rbcflow.frontend.correlation import correlation_shifts
 from rbcflow.frontend.interference import flag_interference
 from rbcflow.frontend.joining import hold_ended, join_pending
-from rbcflow.frontend.motion import LineFit, anchor, has_velocity, predict, scatter
+from rbcflow.frontend.motion import LineFit, gate_state, predict, scatter
 from rbcflow.frontend.splitting import one_per_cell
 from rbcflow.frontend.tracks import Track
 
@@ -127,16 +127,9 @@ class Linker:
         if n_t == 0 or n_d == 0:
             return match
         # A tentative track (one detection) is gated from that detection, by a box.
-        last = np.array([anchor(tr) for tr in self.active])
-        dt = t - last[:, 2]
-        last = last[:, :2]
-        established = np.array([has_velocity(tr) for tr in self.active])
-        pred = np.array(
-            [
-                predict(tr, t) if ok else (x + self.prior_vx * d, y)
-                for tr, ok, (x, y), d in zip(self.active, established, last, dt, strict=True)
-            ]
-        )
+        state = np.array([gate_state(tr, t, self.prior_vx) for tr in self.active])
+        last, dt, pred = state[:, :2], t - state[:, 2], state[:, 3:5]
+        established, widen = state[:, 5] > 0, _WIDEN * state[:, 6:7]
         dist = np.hypot(xy[None, :, 0] - pred[:, None, 0], xy[None, :, 1] - pred[:, None, 1])
         move_x = xy[None, :, 0] - last[:, None, 0]
         move_y = np.abs(xy[None, :, 1] - last[:, None, 1])
@@ -153,7 +146,6 @@ class Linker:
         # merged blob of this cell and a neighbour's, not this cell).
         # Both widened by twice the track's own scatter about its line (a faint cell's
         # centres wander by 2-3 px; a sharp cell's by a few tenths).
-        widen = np.array([_WIDEN * scatter(tr) for tr in self.active])[:, None]
         off_lane = np.abs(xy[None, :, 1] - pred[:, None, 1]) > cfg.max_dy * dtc + widen
         near = dist <= cfg.search_radius + widen
         feasible = np.where(established[:, None], near & ~off_lane, box)
@@ -245,7 +237,7 @@ class Linker:
                 # a poorly measured centre follows the track's line (motion.py)
                 lam = m.gain(cfg.motion_noise)
                 if j >= 0:
-                    m.add(t, float(xy[j, 0]), float(xy[j, 1]))  # the detection itself
+                    m.add(t, float(xy[j, 0]), float(xy[j, 1]), (px, py))  # the detection
                 x, y = lam * x + (1 - lam) * px, lam * y + (1 - lam) * py
             tr.append(t, float(x), float(y), bool(j >= 0), float(area[j]) if j >= 0 else math.nan)
             if m is not None and m.ready():
@@ -255,11 +247,11 @@ class Linker:
         # New tentative tracks from the detections nobody took.
         taken = np.zeros(len(xy), dtype=bool)
         taken[match[match >= 0]] = True
-        if still and len(xy):
+        if still and not taken.all():
             pos = np.array([tr.last for tr in still])
             near = np.hypot(xy[:, None, 0] - pos[None, :, 0], xy[:, None, 1] - pos[None, :, 1])
             # a faint cell's centres scatter: a second part of its blob is not a new cell
-            reach = [self.min_separation + 2.0 * scatter(tr) for tr in still]
+            reach = [self.min_separation + _WIDEN * scatter(tr) for tr in still]
             taken |= (near < np.array(reach)[None, :]).any(axis=1)
         for j in np.flatnonzero(~taken):
             tr = Track()
