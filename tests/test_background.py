@@ -133,3 +133,19 @@ def test_kept_frames_come_from_one_sequential_pass():
     assert [int(f[0, 0]) for f in kept] == list(range(60))
     np.testing.assert_array_equal(got, read_samples(ArrayReader(frames), idx))
     assert sum(calls) == 10
+
+
+def test_kept_frames_of_a_video_that_stops_early_fall_back_to_seeking():
+    # A damaged frame ends the sequential pass: nothing is kept, and the samples after it are
+    # read by seeking as without ``keep`` (the damaged frame itself is no sample here), so the
+    # background is the same and the tracking pass reads the video itself (and stops there).
+    from rbcflow.frontend.background import read_samples
+
+    frames = [np.full((4, 5), i, np.uint8) for i in range(60)]
+    idx = sample_indices(60, 10)
+    reader, kept, calls = _StopsEarlyReader(frames), [], []
+    got = read_samples(reader, idx, progress=calls.append, keep=kept)
+    assert kept == []
+    np.testing.assert_array_equal(got, read_samples(ArrayReader(frames), idx))
+    assert sum(calls) == 10
+    assert "frame 30 cannot be decoded; stopped there" in reader.warnings

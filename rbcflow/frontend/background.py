@@ -169,8 +169,19 @@ def read_samples(
     k = len(indices)
     if k == 0:
         return stack
+    last = int(indices[-1])
     if keep is not None:
-        return _sequential(reader, indices, stack, 0, iter(reader), [], progress, keep)
+        reached = _sequential(indices, stack, 0, iter(reader), [], progress, keep)
+        if reached > last:
+            return stack
+        # the frames stop early (a damaged frame): nothing is kept, and the samples the pass
+        # did not reach are read by seeking, as without ``keep``
+        keep.clear()
+        for j in np.flatnonzero(indices >= reached).tolist():
+            stack[j] = reader[int(indices[j])]
+            if progress is not None:
+                progress(1)
+        return stack
     t0 = time.perf_counter()
     head = min(2, k)
     for j in range(head):
@@ -190,7 +201,7 @@ def read_samples(
         except StopIteration:
             break
     per_frame = (time.perf_counter() - t1) / max(len(lead) - 1, 1)
-    sequential = per_frame * (int(indices[-1]) + 1)
+    sequential = per_frame * (last + 1)
     if per_seek * (k - head) <= sequential:
         it.close()
         for j in range(head, k):
@@ -198,16 +209,26 @@ def read_samples(
             if progress is not None:
                 progress(1)
         return stack
-    return _sequential(reader, indices, stack, head, it, lead, progress, None)
+    if _sequential(indices, stack, head, it, lead, progress, None) <= last:
+        raise VideoReadError(
+            f"the frames stop before frame {last} of {len(reader)} (damaged or truncated; "
+            f"see the warnings: {'; '.join(reader.warnings[-2:]) or 'none'})",
+            reader.source,
+        )
+    return stack
 
 
-def _sequential(reader, indices, stack, head, it, lead, progress, keep) -> np.ndarray:
+def _sequential(indices, stack, head, it, lead, progress, keep) -> int:
     """``stack[head:]`` from one pass of the iterator ``it`` (after the frames ``lead``
-    already taken from it), up to the last sample; each frame appended to ``keep`` if given."""
+    already taken from it), up to the last sample; each frame appended to ``keep`` if given.
+    Returns the number of frames the pass went through (the last sample's index + 1 when it
+    got there)."""
     wanted = {int(i): j for j, i in enumerate(indices[head:], head)}
     last = int(indices[-1])
+    reached = 0
     try:
         for i, frame in enumerate(itertools.chain(lead, it)):
+            reached = i + 1
             if keep is not None:
                 keep.append(frame)  # a reader's frames are never overwritten after handing out
             j = wanted.get(i)
@@ -217,15 +238,9 @@ def _sequential(reader, indices, stack, head, it, lead, progress, keep) -> np.nd
                     progress(1)
             if i >= last:
                 break
-        else:
-            raise VideoReadError(
-                f"the frames stop before frame {last} of {len(reader)} (damaged or truncated; "
-                f"see the warnings: {'; '.join(reader.warnings[-2:]) or 'none'})",
-                reader.source,
-            )
     finally:
         it.close()
-    return stack
+    return reached
 
 
 def estimate_background(
