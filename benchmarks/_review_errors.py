@@ -19,6 +19,7 @@ from rbcflow.synthetic import truth_paths
 
 STEPS = (0, 25, 50, 100, 200)
 PREVIOUS = "previous: its order, stratified estimate"
+RANDOM_STRATA = "random, stratified estimate (previous)"
 GRID = tuple(range(0, 301, 10))  # random orders' steps, for the reviews they need
 
 
@@ -79,17 +80,23 @@ def _plain(calls: np.ndarray, rev: np.ndarray) -> float:
     return float((lab == 0).sum() / max((lab < 2).sum(), 1))
 
 
-def previous(t: pd.DataFrame, y: np.ndarray) -> list:
-    """The stratified estimate and its re-ranked order (shipped before), at STEPS."""
-    from _stratified import estimate as strat_estimate
-    from _stratified import strata_of, stratified_order
+def _strata(t: pd.DataFrame):
+    from _stratified import strata_of
 
-    st = strata_of(
+    return strata_of(
         t["label"].to_numpy(object),
         t["rule"].fillna("").to_numpy(object),
         t["p_reliable"].to_numpy(float),
         t["p_tank_treading"].to_numpy(float),
     )
+
+
+def previous(t: pd.DataFrame, y: np.ndarray) -> list:
+    """The stratified estimate and its re-ranked order (shipped before), at STEPS."""
+    from _stratified import estimate as strat_estimate
+    from _stratified import stratified_order
+
+    st = _strata(t)
     ids = t["track_id"].to_numpy(int)
     at = {int(i): k for k, i in enumerate(ids)}
     rev, out = np.full(len(ids), -1), []
@@ -161,6 +168,9 @@ def fraction_errors(root: Path, videos: list[Path], n_random: int, seed: int) ->
             rev[order[:step]] = y[order[:step]]
             f = _plain(calls, rev)
             add(name, len(ids), "before: fixed order, plain count", step, (f, f, f), f_true, floor)
+        from _stratified import estimate as strat_estimate
+
+        st = _strata(t)
         for _ in range(n_random):
             perm = rng.permutation(len(ids))
             for step in sorted(set(GRID) | set(STEPS)):
@@ -170,6 +180,9 @@ def fraction_errors(root: Path, videos: list[Path], n_random: int, seed: int) ->
                 add(name, len(ids), "random", step, _figures(e), f_true, floor)
                 f = _plain(calls, rev)
                 add(name, len(ids), "random, plain count", step, (f, f, f), f_true, floor)
+                if step in STEPS:
+                    e = strat_estimate(st, rev)
+                    add(name, len(ids), RANDOM_STRATA, step, _figures(e), f_true, floor)
     return pd.DataFrame(rows)
 
 

@@ -12,7 +12,8 @@
      ``tank_treading_fraction_reviewed``;
    - ``random``: random orders, the same estimate (in memory, the same function); ``random,
      plain count``: the same orders, reviewed labels and the other tracks' calls;
-   - ``previous``: the order and stratified estimate shipped before (``_stratified.py``);
+   - ``previous``: the order and stratified estimate shipped before (``_stratified.py``), and
+     the random orders with that estimate;
    - ``before``: the fixed expected-change order with the plain count (``_old_order.py``).
 
    Then the reviews a random order needs (every 10 up to 300) for the tool's mean and max
