@@ -79,7 +79,7 @@ def gpu_settings(settings: AnalysisSettings, classifier, workers: int) -> Analys
 
 
 def _init(
-    spec: ClassifierSpec, settings, threaded: bool, cores: int, workers: int, frames, started
+    spec: ClassifierSpec, settings, threaded: bool, cores: int, workers: int, frames, started=None
 ):
     """Worker start-up: Ctrl-C to the parent, the thread share, the classifier (once)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
