@@ -194,24 +194,11 @@ def estimate(
     dict with ``fraction``, ``ci_low``, ``ci_high``, ``tank_treading``, ``flipping`` (expected
     counts, real numbers), ``reviewed`` (tracks reviewed).
     """
-    from scipy.special import betaincinv
+    from rbcflow.review.calibrated import beta_interval
 
     counts = reviewed_counts(strata, reviewed)
     (tt, fl), cov = predictive_moments(strata, counts)
-    s = tt + fl
-    f = tt / s if s > 0 else float("nan")
-    q = (1 - confidence) / 2
-    if s > 0:
-        # the counts' uncertainty (delta method) plus the patient's sampling given the counts
-        # (Beta(TT + 1/2, FL + 1/2)), matched by a Beta of that mean and variance
-        g = np.array([fl, -tt]) / s**2
-        m = (tt + 0.5) / (s + 1)
-        v = float(g @ cov @ g) + m * (1 - m) / (s + 2)
-        n = max(m * (1 - m) / max(v, 1e-12) - 1, 1e-3)
-        lo, hi = (float(x) for x in betaincinv(m * n, (1 - m) * n, [q, 1 - q]))
-        lo, hi = min(lo, f), max(hi, f)
-    else:
-        lo, hi = 0.0, 1.0
+    f, lo, hi = beta_interval(tt, fl, cov, confidence)
     return {
         "fraction": f,
         "ci_low": lo,

@@ -261,6 +261,28 @@ def predictive_moments(cal: Calibration, f: Fit) -> tuple[np.ndarray, np.ndarray
     return np.array(f.counts()), cov
 
 
+def beta_interval(tt: float, fl: float, cov: np.ndarray, confidence: float = 0.95):
+    """``(fraction, low, high)`` of expected counts ``(tt, fl)`` with covariance ``cov``.
+
+    The counts' uncertainty (delta method) plus the patient's sampling given the counts
+    (``Beta(tt + 1/2, fl + 1/2)``, Jeffreys'), matched by a Beta distribution of that mean and
+    variance; its central ``confidence`` share, widened to hold the fraction. No count: NaN in
+    ``[0, 1]``."""
+    from scipy.special import betaincinv
+
+    s = tt + fl
+    if s <= 0:
+        return float("nan"), 0.0, 1.0
+    frac = tt / s
+    q = (1 - confidence) / 2
+    g = np.array([fl, -tt]) / s**2
+    m = (tt + 0.5) / (s + 1)
+    v = float(g @ cov @ g) + m * (1 - m) / (s + 2)
+    k = max(m * (1 - m) / max(v, 1e-12) - 1, 1e-3)
+    lo, hi = (float(x) for x in betaincinv(m * k, (1 - m) * k, [q, 1 - q]))
+    return float(frac), min(lo, frac), max(hi, frac)
+
+
 def estimate(
     cal: Calibration, reviewed: np.ndarray, confidence: float = 0.95, fitted: Fit | None = None
 ) -> dict:
@@ -271,24 +293,11 @@ def estimate(
     dict with ``fraction``, ``ci_low``, ``ci_high``, ``tank_treading``, ``flipping`` (expected
     counts, real numbers), ``reviewed`` (tracks reviewed).
     """
-    from scipy.special import betaincinv
-
     f = fitted or fit(cal, reviewed)
     (tt, fl), cov = predictive_moments(cal, f)
-    s = tt + fl
-    frac = tt / s if s > 0 else float("nan")
-    q = (1 - confidence) / 2
-    if s > 0:
-        g = np.array([fl, -tt]) / s**2
-        m = (tt + 0.5) / (s + 1)
-        v = float(g @ cov @ g) + m * (1 - m) / (s + 2)
-        k = max(m * (1 - m) / max(v, 1e-12) - 1, 1e-3)
-        lo, hi = (float(x) for x in betaincinv(m * k, (1 - m) * k, [q, 1 - q]))
-        lo, hi = min(lo, frac), max(hi, frac)
-    else:
-        lo, hi = 0.0, 1.0
+    frac, lo, hi = beta_interval(tt, fl, cov, confidence)
     return {
-        "fraction": float(frac),
+        "fraction": frac,
         "ci_low": lo,
         "ci_high": hi,
         "tank_treading": float(tt),
