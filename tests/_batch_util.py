@@ -118,3 +118,36 @@ def dying_run(job):
     # in this worker process only: what parallel._run calls once it has said which job it runs
     parallel.run_job = killed if "poison" in Path(job.source).name else jobs.run_job
     return parallel._run(job)
+
+
+def kill_mid_batch(run_batch, out: Path, worker_pid, timeout: float = 120.0) -> tuple:
+    """Run ``run_batch()`` in a thread and SIGKILL, once, the worker process
+    ``worker_pid()`` names (None: none yet) as soon as an acquisition is at work in ``out``
+    (its folder has strips/ and no run.json yet), as the out-of-memory killer would.
+
+    Returns ``(killed pid or None, run_batch's result, the exception it raised or None)``."""
+    import signal
+    import threading
+    import time
+
+    result: dict = {}
+
+    def run():
+        try:
+            result["rows"] = run_batch()
+        except BaseException as exc:  # returned to the test, which asserts on it
+            result["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    killed = None
+    deadline = time.monotonic() + timeout
+    while killed is None and time.monotonic() < deadline and thread.is_alive():
+        started = [f for f in out.glob("*/strips") if not (f.parent / "run.json").exists()]
+        pid = worker_pid() if started else None
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            killed = pid
+        time.sleep(0.02)
+    thread.join(timeout=2 * timeout)
+    return killed, result.get("rows"), result.get("error")

@@ -5,13 +5,10 @@ the extra says how to install it. The tasks run the shipped classifier."""
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import threading
-import time
 
 import pytest
-from _batch_util import assert_consistent, assert_same_outputs, make_videos
+from _batch_util import assert_consistent, assert_same_outputs, kill_mid_batch, make_videos
 
 from rbcflow.batch import analyze_batch, dask_run
 from rbcflow.errors import RbcflowError
@@ -61,34 +58,21 @@ def test_a_worker_killed_mid_task_is_retried_and_nothing_half_written_is_reporte
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
-        result: dict = {}
 
-        def run():
-            try:
-                result["rows"] = analyze_batch(
-                    [batch / "data"], out, shipped, scheduler=cluster.scheduler_address
-                )
-            except BaseException as exc:  # shown by the assertion below
-                result["error"] = exc
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        killed = None
-        deadline = time.monotonic() + 120
-        while killed is None and time.monotonic() < deadline and thread.is_alive():
-            # a task at work: its folder has strips/ and no run.json yet
-            started = [f for f in out.glob("*/strips") if not (f.parent / "run.json").exists()]
+        def busy_worker():  # a worker with a task: its process id
             busy = [w for w, keys in client.processing().items() if keys]
-            if started and busy:
-                pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
-                os.kill(pid, signal.SIGKILL)
-                killed = pid
-            time.sleep(0.05)
-        thread.join(timeout=240)
+            return client.run(os.getpid, workers=[busy[0]])[busy[0]] if busy else None
+
+        killed, rows, error = kill_mid_batch(
+            lambda: analyze_batch(
+                [batch / "data"], out, shipped, scheduler=cluster.scheduler_address
+            ),
+            out,
+            busy_worker,
+        )
         assert killed is not None, "no task was caught at work"
         assert killed not in client.run(os.getpid).values()  # the nanny started a new one
-    assert "error" not in result, result.get("error")
-    rows = result["rows"]
+    assert error is None, error
     assert list(rows.status) == ["ok"] * 4  # every acquisition once, the killed one retried
     rep = assert_consistent(out)
     assert list(rep.output) == list("abcd")

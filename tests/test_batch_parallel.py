@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,6 +20,7 @@ from _batch_util import (
     assert_same_outputs,
     cli_env,
     dying_run,
+    kill_mid_batch,
     make_videos,
 )
 
@@ -96,30 +96,17 @@ def test_a_worker_killed_mid_acquisition_is_replaced_and_the_batch_completes(tmp
     data = make_videos(tmp_path / "data", "abcd")
     one, out = tmp_path / "one", tmp_path / "out"
     analyze_batch([data], one, shipped, workers=1)
-    result: dict = {}
 
-    def run():
-        try:
-            result["rows"] = analyze_batch([data], out, shipped, workers=2)
-        except BaseException as exc:  # shown by the assertion below
-            result["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    killed = None
-    deadline = time.monotonic() + 120
-    while killed is None and time.monotonic() < deadline and thread.is_alive():
-        # an acquisition at work: its folder has strips/ and no run.json yet
-        started = [f for f in out.glob("*/strips") if not (f.parent / "run.json").exists()]
+    def first_worker():
         pool = worker_processes(os.getpid())
-        if started and pool:
-            os.kill(pool[0], signal.SIGKILL)  # as the out-of-memory killer would
-            killed = pool[0]
-        time.sleep(0.02)
-    thread.join(timeout=240)
+        return pool[0] if pool else None
+
+    killed, rows, error = kill_mid_batch(
+        lambda: analyze_batch([data], out, shipped, workers=2), out, first_worker
+    )
     assert killed is not None, "no acquisition was caught at work"
-    assert "error" not in result, result.get("error")
-    assert list(result["rows"].status) == ["ok"] * 4  # each once, the lost one(s) rerun
+    assert error is None, error
+    assert list(rows.status) == ["ok"] * 4  # each once, the lost one(s) rerun
     rep = assert_consistent(out)
     assert list(rep.output) == list("abcd")
     assert_same_outputs(one, out)
