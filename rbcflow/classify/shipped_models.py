@@ -15,7 +15,7 @@ from __future__ import annotations
 
 SHIPPED_SHA256: dict[int, dict[str, str]] = {
     1: {
-        "config.json": "05360eab17961e437ec444eb5800753c727e4b3a6b7d7e44a6e2e0bcba20bf13",
+        "config.json": "1b5ac0afe2d85a42b6cc4963c1552e500c146f9bf2b697051952c8f4e2e83ebd",
         "weights.safetensors": "fdd1baded9a695cea4c92aa459fd99aa83c750d88dfbadedd080721bb867f812",
     },
     2: {
