@@ -25,7 +25,7 @@ from rbcflow.errors import ReviewError
 from rbcflow.io.folders import output_lock
 from rbcflow.io.outputs import CSV_ENCODING, atomic_output, write_text_atomic
 from rbcflow.provenance import now_iso, read_run_json, write_run_json
-from rbcflow.review.calibrated import estimate
+from rbcflow.review.calibrated import Fit, estimate, fit
 from rbcflow.review.order import review_order
 from rbcflow.review.store import LABELS, Acquisition, Results, read_review, write_review
 
@@ -40,10 +40,21 @@ def reviewed_labels(acq: Acquisition, review: dict[int, dict]) -> np.ndarray:
     )
 
 
+def fit_reviews(acq: Acquisition, review: dict[int, dict]) -> Fit:
+    """The reviewed estimate's model fitted to ``review`` (:func:`rbcflow.review.calibrated.
+    fit`): pass it to :func:`reviewed_figures` and :func:`review_queue` of the same reviews,
+    so that a decision fits it once."""
+    return fit(acq.calibration, acq.reviewed_codes(review))
+
+
 def reviewed_figures(
-    acq: Acquisition, review: dict[int, dict], cfg: ReportConfig | None = None
+    acq: Acquisition,
+    review: dict[int, dict],
+    cfg: ReportConfig | None = None,
+    fitted: Fit | None = None,
 ) -> dict[str, Any]:
-    """``reviewed_tracks``, the reviewed fraction and interval, the counts and progress.
+    """``reviewed_tracks``, the reviewed fraction and interval, the counts and progress
+    (``fitted``: :func:`fit_reviews` of the same reviews, else fitted here).
 
     The fraction columns are NaN until a track is reviewed (the report's own figure stands);
     ``running_*`` is the estimate at every step (with no review: the calls' prior).
@@ -53,7 +64,8 @@ def reviewed_figures(
     tt = int((labels == schema.LABEL_NAMES[schema.TANK_TREADING]).sum())
     fl = int((labels == schema.LABEL_NAMES[schema.FLIPPING]).sum())
     counted = fraction(tt, fl, cfg.confidence)
-    est = estimate(acq.calibration, acq.reviewed_codes(review), confidence=cfg.confidence)
+    codes = acq.reviewed_codes(review)
+    est = estimate(acq.calibration, codes, confidence=cfg.confidence, fitted=fitted)
     n = len(review)
     nan = float("nan")
     return {
@@ -72,11 +84,11 @@ def reviewed_figures(
     }
 
 
-def review_queue(acq: Acquisition, review: dict[int, dict]) -> list[int]:
+def review_queue(acq: Acquisition, review: dict[int, dict], fitted: Fit | None = None) -> list[int]:
     """The acquisition's track ids in review order for these reviews
-    (:func:`rbcflow.review.order.review_order`)."""
+    (:func:`rbcflow.review.order.review_order`; ``fitted`` as for :func:`reviewed_figures`)."""
     codes = acq.reviewed_codes(review)
-    return review_order(acq.tracks["track_id"].to_numpy(), acq.calibration, codes)
+    return review_order(acq.tracks["track_id"].to_numpy(), acq.calibration, codes, fitted)
 
 
 def record_decision(
@@ -121,11 +133,12 @@ def record_decision(
                 "reviewed_at": now_iso(),
             }
         write_review(acq, review)
-        figures = reviewed_figures(acq, review)
+        fitted = fit_reviews(acq, review)  # once, for the figures and the order
+        figures = reviewed_figures(acq, review, fitted=fitted)
         if derived:
             write_reviewed(results, acq, figures)
     if queue is not None:
-        queue[:] = review_queue(acq, review)
+        queue[:] = review_queue(acq, review, fitted)
     return figures
 
 

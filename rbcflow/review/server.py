@@ -25,7 +25,7 @@ import secrets
 from pathlib import Path
 
 from rbcflow.errors import ReviewError
-from rbcflow.review.decide import record_decision, review_queue, reviewed_figures
+from rbcflow.review.decide import fit_reviews, record_decision, review_queue, reviewed_figures
 from rbcflow.review.state import Review, _clean, page_json
 from rbcflow.review.store import LABELS, Results, read_review
 
@@ -110,10 +110,11 @@ def create_app(
         def get():
             acq = state.acquisition(name)
             review = read_review(acq)
+            fitted = fit_reviews(acq, review)
             return {
                 "review": {str(k): v["reviewed"] for k, v in review.items()},
-                "figures": _clean(reviewed_figures(acq, review)),
-                "order": review_queue(acq, review),
+                "figures": _clean(reviewed_figures(acq, review, fitted=fitted)),
+                "order": review_queue(acq, review, fitted),
             }
 
         return JSONResponse(await run_in_threadpool(get))

@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 from rbcflow.errors import RbcflowError, ReviewError
-from rbcflow.review.decide import review_queue, reviewed_figures, sync_reviewed
+from rbcflow.review.decide import fit_reviews, review_queue, reviewed_figures, sync_reviewed
 from rbcflow.review.store import LABELS, Acquisition, Results, read_review
 from rbcflow.schema import FEATURE_COLUMNS
 
@@ -174,7 +174,8 @@ class Review:
     def page_data(self, name: str) -> dict:
         acq = self.acquisition(name)
         review = read_review(acq)
-        order = review_queue(acq, review)
+        fitted = fit_reviews(acq, review)
+        order = review_queue(acq, review, fitted)
         static = self._track_items(name, acq)
         tracks = [static[tid] for tid in order]
         frame = _frame_shape(acq)
@@ -187,7 +188,7 @@ class Review:
             "labels": list(LABELS),
             "tracks": tracks,
             "review": {str(k): v["reviewed"] for k, v in review.items()},
-            "figures": _clean(reviewed_figures(acq, review)),
+            "figures": _clean(reviewed_figures(acq, review, fitted=fitted)),
             "report": {
                 "fraction": _num(acq.row.get("tank_treading_fraction")),
                 "ci_low": _num(acq.row.get("ci_low")),
