@@ -27,7 +27,10 @@ ones that read stage 1's scores too, ``soft``, ``leakmix``, ``blend``
 (:mod:`rbcflow.classify.leakage`), given the other groups' out-of-fold predictions as their
 calibration blocks. ``--pools FILE`` caches the variants' probabilities (the slow part) so that
 a second run with other ``--methods`` or ``--seed`` (the virtual acquisitions' draws) starts
-at once; ``--rows FILE`` writes every acquisition's estimates and intervals.
+at once; ``--rows FILE`` writes every acquisition's estimates and intervals. ``--oracle stage1``,
+``stage2`` or ``both`` replaces that stage's calls (and validated rates) by the truth in the
+virtual acquisitions, ``leak`` (``leak+stage2``) only stage 1's leak (benchmarks/_oracle.py):
+where the error comes from; the composites are not affected.
 
 Groups: ``BK`` (reliable cells of patient BK, unreliable of date BG1017), ``BM`` (BM; BG1022),
 ``BG1017`` and ``BG1022`` (reliable and unreliable of that date; stage 2 never saw patient BG).
@@ -47,6 +50,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from _mix import real_mix
+from _oracle import ORACLES, apply_oracle, call_split, leak_table, oracle_rates
 
 from rbcflow.config import ReportConfig
 
@@ -199,13 +203,17 @@ def blocks_of(o1: pd.DataFrame, o2: pd.DataFrame) -> tuple[dict, dict]:
     return one, {"p_tank_treading": o2["p"].tolist(), "label": o2["label"].tolist()}
 
 
-def simulate(pools, rates, temperature, thr1, n_rel, reps, rng, blocks=None) -> list[dict]:
-    """Virtual acquisitions labelled and estimated by the product's own functions."""
+def simulate(
+    pools, rates, temperature, thr1, n_rel, reps, rng, blocks=None, oracle="none"
+) -> list[dict]:
+    """Virtual acquisitions labelled and estimated by the product's own functions; ``oracle``
+    replaces a stage's calls (and its validated rates) by the truth (benchmarks/_oracle.py)."""
     from rbcflow.classify.calibration import estimate_acquisition
     from rbcflow.classify.labels import label_tracks
     from rbcflow.config import EstimateConfig
 
     report = ReportConfig(reliable_threshold=thr1)
+    rates = oracle_rates(rates, oracle)
     out = []
     for share in SHARES:
         n_un = int(round(n_rel * share / (1 - share)))
@@ -219,6 +227,7 @@ def simulate(pools, rates, temperature, thr1, n_rel, reps, rng, blocks=None) -> 
                 p1 = np.concatenate([pools[c][0][picks[c]] for c in (0, 1, 2)])
                 p2 = np.concatenate([pools[c][1][picks[c]] for c in (0, 1, 2)])
                 truth = n_tt / n_rel
+                p1, p2 = apply_oracle(p1, p2, n_tt, n_rel, oracle)
                 labels = label_tracks(p1, p2, report)
                 kept = labels != "unreliable"
                 row = {
@@ -226,6 +235,7 @@ def simulate(pools, rates, temperature, thr1, n_rel, reps, rng, blocks=None) -> 
                     "truth": truth,
                     "precision": kept[:n_rel].sum() / max(kept.sum(), 1),
                     "rejected_share": 1 - kept.mean(),
+                    **call_split(labels, n_tt, n_rel),
                 }
                 for method in METHODS:
                     e = estimate_acquisition(
@@ -329,6 +339,12 @@ def main() -> None:
         "--composites", type=int, default=0, help="also N front-end composites per group and share"
     )
     ap.add_argument("--composite-groups", default="BK,BG1022")
+    ap.add_argument(
+        "--oracle",
+        default="none",
+        choices=ORACLES,
+        help="replace stage 1's and/or stage 2's calls (and rates) by the truth",
+    )
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     from rbcflow.classify.model_folder import load_model
@@ -368,7 +384,9 @@ def main() -> None:
         rel2 = o2[o2["label"] != 2]
         temp = fit_temperature(rel2["p"].to_numpy(), (rel2["label"] == 0).to_numpy())
         blocks = blocks_of(o1, o2)
-        for r in simulate(pools, rates, temp, thr1, args.reliable, args.reps, rng, blocks):
+        for r in simulate(
+            pools, rates, temp, thr1, args.reliable, args.reps, rng, blocks, args.oracle
+        ):
             rows.append({"group": name, **r})
         if args.composites and name in args.composite_groups.split(","):
             chosen = {
@@ -394,6 +412,7 @@ def main() -> None:
         for m in METHODS:
             err = (d[m] - d["truth"]).abs()
             rec[f"{m}_mean"], rec[f"{m}_max"] = err.mean(), err.max()
+            rec[f"{m}_bias"] = (d[m] - d["truth"]).mean()
             rec[f"{m}_nan"] = d[m].isna().mean()
         for m in METHODS:
             rec[f"{m}_cover"] = d[f"{m}_cover"].mean()
@@ -402,14 +421,16 @@ def main() -> None:
     s = pd.DataFrame(summary)
     print(
         f"\nend to end: {args.reliable} reliable tracks per acquisition, {args.reps} per "
-        f"share x fraction ({FRACTIONS}), stage-1 threshold {thr1}; |fraction error| "
-        "(mean, max, share with no figure)"
+        f"share x fraction ({FRACTIONS}), stage-1 threshold {thr1}, oracle {args.oracle}; "
+        "|fraction error| (mean, max), mean signed error (bias)"
     )
     cols = ["group", "unreliable", "s1_precision"]
     for m in METHODS:
-        cols += [f"{m}_mean", f"{m}_max"]
+        cols += [f"{m}_mean", f"{m}_max", f"{m}_bias"]
     cols += [f"{m}_cover" for m in METHODS] + [f"{m}_halfwidth" for m in METHODS]
     print(s[cols].round(3).to_string(index=False))
+    print("\nstage 1's leak among the kept tracks (stage 2's calls of it) and its keep rates:")
+    print(leak_table(df).round(3).to_string(index=False))
     for m in METHODS:
         err = (df[m] - df["truth"]).abs()
         line = f"all groups, {m}: mean {err.mean():.3f}, max {err.max():.3f}"
@@ -422,6 +443,7 @@ def main() -> None:
             f"  {share:.2f} unreliable:",
             ", ".join(
                 f"{m} {(d[m] - d['truth']).abs().mean():.3f}/{(d[m] - d['truth']).abs().max():.3f}"
+                f" (bias {(d[m] - d['truth']).mean():+.3f})"
                 for m in METHODS
             ),
             "| coverage " + ", ".join(f"{m} {d[m + '_cover'].mean():.2f}" for m in METHODS),
