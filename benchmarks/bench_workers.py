@@ -5,7 +5,10 @@ Makes a batch of synthetic acquisitions (default 6 x 20 s: 1,200 frames at 60 fp
 analyses it with ``--workers 1``, ``--workers 2`` and ``--scheduler local`` (a LocalCluster of
 2 processes x 1 thread), each in a fresh child process, and prints
 
-- the wall time of each, the speed-up of 2 workers over 1 (target >= 1.6 on 2 cores);
+- the wall time of each, the speed-up of 2 workers over 1 (target >= 1.6 on 2 cores), and
+  the whole command's wall and CPU time (the child process and its workers: imports and model
+  loading included), with the ceiling that CPU time sets: on C cores two workers cannot beat
+  C x (one worker's wall) / (two workers' CPU time);
 - whether the reports are identical (report.csv but ``analysed_at``; every tracks.csv);
 - the Dask overhead per acquisition (its wall time less the 2-worker pool's, per acquisition);
 - the peak resident memory per worker (VmHWM) and the machine's load before and after.
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -62,10 +66,12 @@ def child(data: str, out: str, workers: str, scheduler: str, device: str) -> Non
     scheduler = scheduler or None
     code = code_hash()
     from rbcflow.batch import analyze_batch
-    from rbcflow.classify.inference import load_classifier
+    from rbcflow.cli.run_options import load_checked_classifier
     from rbcflow.memory import peak_rss_bytes
 
-    clf = load_classifier(device=device)
+    t_load = time.perf_counter()
+    # as the command gets it: on the CPU the folders only, loaded where the acquisitions run
+    clf = load_checked_classifier(None, None, False, device)
     peaks: dict[int, int] = {}
 
     def done(event):
@@ -75,6 +81,7 @@ def child(data: str, out: str, workers: str, scheduler: str, device: str) -> Non
     t0 = time.perf_counter()
     rows = analyze_batch([data], out, clf, workers=int(workers), scheduler=scheduler, on_done=done)
     wall = time.perf_counter() - t0
+    with_models = time.perf_counter() - t_load
     classify = 0.0
     for name in rows.output:
         record = json.loads((Path(out) / name / "run.json").read_text())
@@ -83,6 +90,8 @@ def child(data: str, out: str, workers: str, scheduler: str, device: str) -> Non
         json.dumps(
             {
                 "wall_s": wall,
+                "wall_with_models_s": with_models,
+                "parent_loaded_torch": "torch" in sys.modules,
                 "frames": int(rows.frames.sum()),
                 "ok": int((rows.status == "ok").sum()),
                 "worker_peak_mib": max(peaks.values(), default=0) / 1024**2,
@@ -107,10 +116,18 @@ def run(data: Path, out: Path, workers: int, scheduler: str | None, device: str)
         device,
     ]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the child and its reaped workers
     if res.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{res.stderr[-3000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return json.loads(res.stdout.strip().splitlines()[-1]) | {
+        "process_wall_s": wall,
+        "process_cpu_s": cpu,
+    }
 
 
 def same_reports(a: Path, b: Path) -> str:
@@ -222,13 +239,23 @@ def main() -> None:
                     f"[{device}] {label:18s} wall {r['wall_s']:6.1f} s  "
                     f"{r['frames'] / r['wall_s']:6.0f} frames/s  ok {r['ok']}  "
                     f"peak/worker {r['worker_peak_mib']:.0f} MiB  "
-                    f"classify tail {r['classify_tail_s']:.1f} s"
+                    f"classify tail {r['classify_tail_s']:.1f} s; whole command "
+                    f"{r['process_wall_s']:.1f} s wall, {r['process_cpu_s']:.1f} s CPU "
+                    f"(parent loaded torch: {r['parent_loaded_torch']})"
                 )
             one, two = runs["--workers 1"], runs["--workers 2"]
             codes = {c for r in runs.values() for c in (r["code"], r["code_after"])}
             if len(codes) > 1:
                 print(f"[{device}] NOTE: rbcflow's sources changed during the runs ({codes})")
             print(f"[{device}] speed-up, 2 workers over 1: {one['wall_s'] / two['wall_s']:.2f}x")
+            cores = os.cpu_count() or 1
+            print(
+                f"[{device}] whole command: {one['process_wall_s'] / two['process_wall_s']:.2f}x; "
+                f"one worker keeps {one['process_cpu_s'] / one['process_wall_s']:.2f} cores "
+                f"busy, so {cores} cores allow at most "
+                f"{cores * one['process_wall_s'] / two['process_cpu_s']:.2f}x "
+                "(2 workers' CPU time spread over every core)"
+            )
             print(f"[{device}] reports identical (1 vs 2): {same_reports(one['out'], two['out'])}")
             if "--scheduler local" in runs:
                 d = runs["--scheduler local"]

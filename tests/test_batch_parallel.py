@@ -26,6 +26,7 @@ from _batch_util import (
 
 from rbcflow.batch import analyze_batch, parallel, workers
 from rbcflow.batch.jobs import ClassifierSpec, classifier_spec
+from rbcflow.classify.pending import PendingClassifier
 from rbcflow.errors import RbcflowError
 from rbcflow.pipeline import AnalysisSettings
 from rbcflow.threads import analyze_budget, budget_cores, set_process_cores
@@ -45,7 +46,9 @@ def test_two_workers_give_the_sequential_report_and_failed_rows(tmp_path, shippe
     one, two = tmp_path / "one", tmp_path / "two"
     analyze_batch([data], one, shipped, workers=1)
     events = []
-    rows = analyze_batch([data], two, shipped, workers=2, on_done=events.append)
+    pending = PendingClassifier(device="cpu")  # as the command gives it: folders, not networks
+    rows = analyze_batch([data], two, pending, workers=2, on_done=events.append)
+    assert not pending.is_loaded  # the workers loaded the folders; this process never did
     assert list(rows.status) == ["ok", "ok", "ok", "failed"]
     assert "d.avi" in rows.message[3]  # the damaged file's own one-line reason
     assert not (two / "d").exists()  # a failure before writing leaves no folder
@@ -212,6 +215,7 @@ def test_each_worker_plans_its_threads_for_its_share_of_the_cores(monkeypatch):
 def test_the_shipped_classifier_travels_as_folders_not_as_an_object(shipped):
     spec = classifier_spec(shipped)
     assert spec.inline is None and spec.device == "cpu" and not spec.allow_user
+    assert classifier_spec(PendingClassifier(device="cpu")) == spec  # loaded or not, the same
     assert Path(spec.stage1).is_dir() and spec.checksums == (
         shipped.stage1_checksum,
         shipped.stage2_checksum,

@@ -64,3 +64,17 @@ def test_unknown_command_is_a_usage_error():
     res = CliRunner().invoke(main, ["no-such-command"])
     assert res.exit_code == 2
     assert "No such command" in res.output
+
+
+def test_a_worker_batch_checks_its_models_without_torch():
+    # the parent of --workers N / --scheduler checks the folders and sends them; it never needs
+    # the networks (rbcflow.classify.pending)
+    code = (
+        "import sys\n"
+        "from rbcflow.batch.jobs import classifier_spec\n"
+        "from rbcflow.classify.pending import PendingClassifier\n"
+        "spec = classifier_spec(PendingClassifier())\n"
+        "print(spec.stage1.endswith('stage1'), len(spec.checksums[0]), 'torch' in sys.modules)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.split() == ["True", "12", "False"]

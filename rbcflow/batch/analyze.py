@@ -36,6 +36,7 @@ from rbcflow.batch.acquisition import OUTPUT_FILES, analyze_acquisition
 from rbcflow.batch.inputs import SKIPPED_NAME, drop_unused_folder, input_problem, merge_skipped
 from rbcflow.batch.jobs import Job, Outcome, classifier_spec, failure_reason, is_fatal, run_job
 from rbcflow.batch.workers import resolve_workers
+from rbcflow.classify.pending import PendingClassifier
 from rbcflow.errors import OutputError, RbcflowError, VideoReadError
 from rbcflow.io.discover import discover
 from rbcflow.io.folders import check_output_dir, claim_output, output_lock
@@ -175,6 +176,8 @@ class _Serial:
         self.args = (classifier, settings)
         self.kw = {"progress": progress, "threaded": threaded}
         self.job: Job | None = None
+        if isinstance(classifier, PendingClassifier):  # before the front end: see its module
+            classifier.loaded()
 
     def submit(self, job: Job) -> None:
         self.job = job

@@ -27,6 +27,7 @@ from typing import Any
 
 from rbcflow.batch.acquisition import analyze_acquisition
 from rbcflow.batch.inputs import ANALYZE_NO_CELLS_HINT, disk_full
+from rbcflow.classify.pending import PendingClassifier
 from rbcflow.errors import ModelError, NoCellsError, OutputError, RbcflowError
 from rbcflow.memory import peak_rss_bytes
 from rbcflow.pipeline import AnalysisSettings, ClassifierLike, ProgressFactory
@@ -167,13 +168,17 @@ def classifier_spec(classifier: ClassifierLike) -> ClassifierSpec:
         getattr(classifier, "stage1_checksum", None),
         getattr(classifier, "stage2_checksum", None),
     )
-    if inference is None or not isinstance(classifier, inference.Classifier):
+    if isinstance(classifier, PendingClassifier):
+        device = classifier.requested_device  # the workers load it; this process never does
+    elif inference is not None and isinstance(classifier, inference.Classifier):
+        device = str(classifier.device)
+    else:
         return ClassifierSpec(checksums=checksums, inline=classifier)
     origins = {classifier.stage1.origin, classifier.stage2.origin}
     return ClassifierSpec(
         stage1=str(classifier.stage1_dir),
         stage2=str(classifier.stage2_dir),
-        device=str(classifier.device),
+        device=device,
         allow_user=origins != {"shipped"},
         checksums=checksums,
     )

@@ -24,17 +24,17 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from rbcflow import __version__
 from rbcflow.classify.model_schema import ConfigProblem, check_weights_file, validate_config
-from rbcflow.classify.nets import build_network
 from rbcflow.classify.shipped_models import SHIPPED_SHA256
 from rbcflow.errors import ModelError
 from rbcflow.io.outputs import write_bytes_atomic, write_text_atomic
+
+if TYPE_CHECKING:  # torch is imported where a network is built: checking a folder needs none
+    import torch
+    from torch import nn
 
 MODELS_ENV = "RBCFLOW_MODELS"
 """Environment variable naming a folder that holds ``stage1/`` and ``stage2/`` model folders."""
@@ -295,6 +295,8 @@ def load_model(
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
+
+    from rbcflow.classify.nets import build_network
 
     folder = Path(folder)
     found = model_origin(folder)
