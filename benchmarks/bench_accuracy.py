@@ -30,7 +30,9 @@ a second run with other ``--methods`` or ``--seed`` (the virtual acquisitions' d
 at once; ``--rows FILE`` writes every acquisition's estimates and intervals. ``--oracle stage1``,
 ``stage2`` or ``both`` replaces that stage's calls (and validated rates) by the truth in the
 virtual acquisitions, ``leak`` (``leak+stage2``) only stage 1's leak (benchmarks/_oracle.py):
-where the error comes from; the composites are not affected.
+where the error comes from; the composites are not affected. ``--tta stage1``, ``stage2`` or
+``both`` gives that stage's members test-time views (``--tta-views``; benchmarks/_tta.py): its
+out-of-fold predictions (figures, rates, temperature) and variants are made again with them.
 
 Groups: ``BK`` (reliable cells of patient BK, unreliable of date BG1017), ``BM`` (BM; BG1022),
 ``BG1017`` and ``BG1022`` (reliable and unreliable of that date; stage 2 never saw patient BG).
@@ -51,6 +53,7 @@ import numpy as np
 import pandas as pd
 from _mix import real_mix
 from _oracle import ORACLES, apply_oracle, call_split, leak_table, oracle_rates
+from _tta import TTA_CHOICES, changed_calls, oof_with_views, stages_of
 
 from rbcflow.config import ReportConfig
 
@@ -130,13 +133,13 @@ def _mild(x: np.ndarray, rng: np.random.Generator, length: int | None) -> np.nda
 
 
 def variant_probabilities(
-    member, seqs, stage: int, k: int, n_var: int, seed: int, heavy: bool = False
+    member, seqs, stage: int, k: int, n_var: int, seed: int, heavy: bool = False, tta=()
 ) -> np.ndarray:
     """(len(seqs), n_var) probabilities of the stage's class of interest; variant 0 = as is.
 
     Variants are :func:`_mild` (the same population drawn again), or with ``heavy`` the
     training augmentation (each sequence given its own contrast, size, blur: harsher than one
-    acquisition's spread)."""
+    acquisition's spread). ``tta``: the network's test-time views (benchmarks/_tta.py)."""
     from rbcflow.classify.inference import predict_proba
     from rbcflow.classify.sampling import pad_frames, prepare
     from rbcflow.training.augment import augment
@@ -151,7 +154,7 @@ def variant_probabilities(
         for v in range(n_var):
             xs.append(base if v == 0 else vary(base, rng, n if stage == 2 else None))
             ls.append(n)
-    p = predict_proba(member.network, xs, ls)
+    p = predict_proba(member.network, xs, ls, tta=tta)
     col = 1 if stage == 1 else 0
     return p[:, col].reshape(len(seqs), n_var)
 
@@ -345,6 +348,17 @@ def main() -> None:
         choices=ORACLES,
         help="replace stage 1's and/or stage 2's calls (and rates) by the truth",
     )
+    ap.add_argument(
+        "--tta",
+        default="none",
+        choices=TTA_CHOICES,
+        help="give this stage's members test-time views (benchmarks/_tta.py)",
+    )
+    ap.add_argument(
+        "--tta-views",
+        default="mirror,time,mirror+time",
+        help="the views (rbcflow.classify.tta), comma-separated; the input as is is always one",
+    )
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     from rbcflow.classify.model_folder import load_model
@@ -355,10 +369,17 @@ def main() -> None:
     cv = Path(args.cv)
     oof1, oof2 = (pd.read_csv(cv / f"oof_stage{s}.csv") for s in (1, 2))
     thr1 = args.reliable_threshold
-    figures = {"stages": stage_figures(oof1, oof2, thr1), "end_to_end": {}}
-    print(pd.DataFrame(figures["stages"]).round(3).to_string(index=False))
     seqs = [s for n in ("stage1_BG", "stage2_train") for s in read_dataset(Path(args.data) / n)]
     seqs = [s for s in seqs if s.acquisition not in ("BG1017_10s03", "BK1024_10s02")]
+    views = tuple(v for v in args.tta_views.split(",") if v)
+    tta_stages = stages_of(args.tta)
+    for stage in tta_stages:
+        before = oof1 if stage == 1 else oof2
+        after = oof_with_views(before, cv, stage, seqs, views)
+        print(f"--tta {args.tta} ({','.join(views)}):", changed_calls(before, after, stage, thr1))
+        oof1, oof2 = (after, oof2) if stage == 1 else (oof1, after)
+    figures = {"stages": stage_figures(oof1, oof2, thr1), "end_to_end": {}, "tta": args.tta}
+    print(pd.DataFrame(figures["stages"]).round(3).to_string(index=False))
     METHODS = tuple(args.methods.split(","))
     rng = np.random.default_rng(args.seed)
     rows, comp_rows = [], []
@@ -374,8 +395,9 @@ def main() -> None:
                 k1, k2 = m1.config["input"]["k"], m2.config["input"]["k"]
                 pref = unrel_pref if c == 2 else rel_pref
                 chosen = [s for s in seqs if s.label == c and starts(s.acquisition, pref)]
-                p1 = variant_probabilities(m1, chosen, 1, k1, args.variants, 10 + c, args.heavy)
-                p2 = variant_probabilities(m2, chosen, 2, k2, args.variants, 20 + c, args.heavy)
+                t1, t2 = (views if s in tta_stages else () for s in (1, 2))
+                p1 = variant_probabilities(m1, chosen, 1, k1, args.variants, 10 + c, args.heavy, t1)
+                p2 = variant_probabilities(m2, chosen, 2, k2, args.variants, 20 + c, args.heavy, t2)
                 cache[key] = np.stack([p1.ravel(), p2.ravel()])
             pools[c] = (cache[key][0], cache[key][1])
         if args.pools and fresh:
@@ -421,7 +443,8 @@ def main() -> None:
     s = pd.DataFrame(summary)
     print(
         f"\nend to end: {args.reliable} reliable tracks per acquisition, {args.reps} per "
-        f"share x fraction ({FRACTIONS}), stage-1 threshold {thr1}, oracle {args.oracle}; "
+        f"share x fraction ({FRACTIONS}), stage-1 threshold {thr1}, oracle {args.oracle}, "
+        f"tta {args.tta}; "
         "|fraction error| (mean, max), mean signed error (bias)"
     )
     cols = ["group", "unreliable", "s1_precision"]

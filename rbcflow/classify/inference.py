@@ -23,6 +23,7 @@ from rbcflow.classify.calibration import rates_at
 from rbcflow.classify.estimate import ValidatedRates
 from rbcflow.classify.model_folder import LoadedModel, default_model_dir, load_model
 from rbcflow.classify.sampling import pad_frames, prepare
+from rbcflow.classify.tta import apply_view, check_views
 from rbcflow.config import ReportConfig
 from rbcflow.errors import ModelError
 from rbcflow.run_settings import InferenceConfig
@@ -76,12 +77,17 @@ def predict_proba(
     batch_size: int = BATCH_SIZE,
     device: str | torch.device = "cpu",
     channels_last: bool = False,
+    tta: Sequence[str] = (),
 ) -> np.ndarray:
     """Class probabilities ``(N, 2)`` float64 of prepared inputs.
 
     Batches group sequences of similar length (less padding); the C-RNN ignores padding, the
-    CNN's inputs all have K frames.
+    CNN's inputs all have K frames. ``tta``: test-time views (:mod:`rbcflow.classify.tta`,
+    e.g. ``("mirror", "time", "mirror+time")``); the probabilities are then the mean over the
+    input as it is and each view (a mean of probabilities, as the ensembles' members are
+    averaged). Empty: the input as it is only.
     """
+    views = ("",) + check_views(tta)
     network.eval()
     out = np.zeros((len(x), 2), dtype=np.float64)
     if len(x) == 0:
@@ -91,11 +97,14 @@ def predict_proba(
         for s in range(0, len(x), batch_size):
             idx = order[s : s + batch_size]
             xb, lb = batch_tensors(x, lengths, idx)
-            xb = xb.to(device)
-            if channels_last and xb.shape[1] > 1:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            logits = network(xb, lb.to(device))
-            out[idx] = torch.softmax(logits.float(), dim=1).cpu().numpy()
+            xb, lb = xb.to(device), lb.to(device)
+            p = 0.0
+            for view in views:
+                xv = apply_view(xb, lb, view) if view else xb
+                if channels_last and xv.shape[1] > 1:
+                    xv = xv.contiguous(memory_format=torch.channels_last)
+                p = p + torch.softmax(network(xv, lb).float(), dim=1)
+            out[idx] = (p / len(views)).cpu().numpy()
     return out
 
 
