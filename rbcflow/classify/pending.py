@@ -88,7 +88,7 @@ class PendingClassifier:
         Raises
         ------
         ModelError
-            The folders could not be loaded, or changed since they were checked.
+            The folders could not be loaded.
         """
         with self._lock:
             if self._loaded is None:
@@ -97,11 +97,6 @@ class PendingClassifier:
                 clf = load_classifier(
                     self.stage1_dir, self.stage2_dir, device=self.requested_device
                 )
-                got = (clf.stage1_checksum, clf.stage2_checksum)
-                if got != (self.stage1_checksum, self.stage2_checksum):
-                    raise ModelError(
-                        "the model folder changed since it was checked", self.stage1_dir
-                    )
                 self._loaded = clf
             return self._loaded
 
