@@ -42,8 +42,11 @@ class StandIn:
 @pytest.fixture
 def stand_in(monkeypatch):
     import rbcflow.classify.inference
+    import rbcflow.classify.pending
 
+    # both ways the command gets its classifier: a named device at once, else on first use
     monkeypatch.setattr(rbcflow.classify.inference, "load_classifier", lambda *a, **k: StandIn())
+    monkeypatch.setattr(rbcflow.classify.pending, "PendingClassifier", lambda *a, **k: StandIn())
 
 
 @pytest.fixture(scope="module")

@@ -133,17 +133,24 @@ def check_models(stage1: Path | None, stage2: Path | None, allow_user: bool) -> 
 
 def load_checked_classifier(stage1, stage2, allow_user: bool, device):
     """The classifier of ``--models-stage1/2`` (checked by :func:`check_models`) on
-    ``--device``; a note on stderr per user-supplied model.
+    ``--device``; a note on stderr per user-supplied model. On the CPU or ``auto`` it is a
+    :class:`~rbcflow.classify.pending.PendingClassifier`: a sequential batch loads it beside
+    its first front end, and worker processes load it themselves.
 
     Raises
     ------
     RbcflowError
         A model folder is refused or cannot be loaded, or the device does not exist.
     """
-    from rbcflow.classify.inference import load_classifier
-
     notes = check_models(stage1, stage2, allow_user)
-    classifier = load_classifier(stage1, stage2, device=device)
+    if device in (None, "auto", "cpu"):  # nothing to refuse later: load beside the front end
+        from rbcflow.classify.pending import PendingClassifier
+
+        classifier = PendingClassifier(stage1, stage2, device=device)
+    else:  # a named GPU may not exist: find out before the batch starts
+        from rbcflow.classify.inference import load_classifier
+
+        classifier = load_classifier(stage1, stage2, device=device)
     for note in notes:
         click.echo(terminal_safe(note), err=True)
     return classifier
