@@ -42,11 +42,11 @@ class StandIn:
 @pytest.fixture
 def stand_in(monkeypatch):
     import rbcflow.classify.inference
-    import rbcflow.classify.pending
+    import rbcflow.cli.run_options
 
-    # both ways the command gets its classifier: a named device at once, else on first use
     monkeypatch.setattr(rbcflow.classify.inference, "load_classifier", lambda *a, **k: StandIn())
-    monkeypatch.setattr(rbcflow.classify.pending, "PendingClassifier", lambda *a, **k: StandIn())
+    # the command's classifier (a pending one on the CPU): the stand-in too
+    monkeypatch.setattr(rbcflow.cli.run_options, "command_classifier", lambda *a: StandIn())
 
 
 @pytest.fixture(scope="module")

@@ -131,6 +131,18 @@ def check_models(stage1: Path | None, stage2: Path | None, allow_user: bool) -> 
     return notes
 
 
+def command_classifier(stage1, stage2, device):
+    """On the CPU or ``auto``, a :class:`~rbcflow.classify.pending.PendingClassifier` (nothing
+    there can be refused later); a named GPU, which may not exist, is loaded at once."""
+    if device in (None, "auto", "cpu"):
+        from rbcflow.classify.pending import PendingClassifier
+
+        return PendingClassifier(stage1, stage2, device=device)
+    from rbcflow.classify.inference import load_classifier
+
+    return load_classifier(stage1, stage2, device=device)
+
+
 def load_checked_classifier(stage1, stage2, allow_user: bool, device):
     """The classifier of ``--models-stage1/2`` (checked by :func:`check_models`) on
     ``--device``; a note on stderr per user-supplied model. On the CPU or ``auto`` it is a
@@ -143,14 +155,7 @@ def load_checked_classifier(stage1, stage2, allow_user: bool, device):
         A model folder is refused or cannot be loaded, or the device does not exist.
     """
     notes = check_models(stage1, stage2, allow_user)
-    if device in (None, "auto", "cpu"):  # nothing to refuse later: load beside the front end
-        from rbcflow.classify.pending import PendingClassifier
-
-        classifier = PendingClassifier(stage1, stage2, device=device)
-    else:  # a named GPU may not exist: find out before the batch starts
-        from rbcflow.classify.inference import load_classifier
-
-        classifier = load_classifier(stage1, stage2, device=device)
+    classifier = command_classifier(stage1, stage2, device)
     for note in notes:
         click.echo(terminal_safe(note), err=True)
     return classifier
