@@ -19,7 +19,8 @@ kernels are serial (``nogil``, not ``parallel``) and get one thread. So 2 cores:
 OpenCV 1; 16 cores: torch 4, OpenCV 9 (the rest, for the filters of large frames).
 
 Importing this module loads nothing heavy: a library is configured only if it is already
-imported (who uses it has imported it by then).
+imported (who uses it has imported it by then); one that another thread is still importing
+counts as not imported, since its functions may not exist yet.
 """
 
 from __future__ import annotations
@@ -123,11 +124,24 @@ def analyze_budget(
     )
 
 
+def imported(name: str):
+    """The module ``name`` if it is fully imported, else None.
+
+    ``sys.modules`` holds a module from the moment its import starts; while another thread is
+    still running it (torch's takes about a second), its ``__spec__._initializing`` is true
+    and attributes such as ``torch.get_num_threads`` may be missing.
+    """
+    module = sys.modules.get(name)
+    if module is None or getattr(getattr(module, "__spec__", None), "_initializing", False):
+        return None
+    return module
+
+
 def current() -> ThreadBudget:
     """The libraries' present settings (0 for a library not imported)."""
-    torch = sys.modules.get("torch")
-    cv2 = sys.modules.get("cv2")
-    numba = sys.modules.get("numba")
+    torch = imported("torch")
+    cv2 = imported("cv2")
+    numba = imported("numba")
     return ThreadBudget(
         cores=available_cores(),
         torch=torch.get_num_threads() if torch is not None else 0,
@@ -152,9 +166,9 @@ def apply(budget: ThreadBudget) -> ThreadBudget:
     yet: set it before starting the worker that classifies.
     """
     before = current()
-    torch = sys.modules.get("torch")
-    cv2 = sys.modules.get("cv2")
-    numba = sys.modules.get("numba")
+    torch = imported("torch")
+    cv2 = imported("cv2")
+    numba = imported("numba")
     if torch is not None and budget.torch > 0 and budget.torch != before.torch:
         torch.set_num_threads(budget.torch)
     if cv2 is not None and budget.opencv > 0 and budget.opencv != before.opencv:

@@ -115,3 +115,40 @@ def test_cpu_batch_size_changes_no_probability():
     large = clf.predict(seqs, batch_size=256)
     np.testing.assert_allclose(small.to_numpy(), large.to_numpy(), rtol=0, atol=1e-6)
     assert small.p_reliable.std() > 0  # the sequences really differ
+
+
+def test_half_imported_library_counts_as_not_imported(tmp_path, monkeypatch, restore_threads):
+    """A module that another thread is still importing is in sys.modules without its functions
+    (torch's import takes about a second): the budget neither reads nor sets it until done."""
+    import sys
+    import threading
+
+    from rbcflow.threads import apply, imported
+
+    started, release = threading.Event(), threading.Event()
+    (tmp_path / "rbcflow_slow_import.py").write_text(
+        "import sys\n"
+        "started, release = sys.rbcflow_test_events\n"
+        "started.set()\n"
+        "release.wait(10)\n"
+        "def get_num_threads():\n"
+        "    return 7\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "rbcflow_test_events", (started, release), raising=False)
+    worker = threading.Thread(target=__import__, args=("rbcflow_slow_import",))
+    worker.start()
+    try:
+        assert started.wait(10)
+        half = sys.modules["rbcflow_slow_import"]
+        assert not hasattr(half, "get_num_threads")
+        assert imported("rbcflow_slow_import") is None
+        # Standing in for torch mid-import: current() and apply() must not touch it.
+        monkeypatch.setitem(sys.modules, "torch", half)
+        assert current().torch == 0
+        apply(ThreadBudget(cores=2, torch=1, opencv=1, numba=1))
+    finally:
+        release.set()
+        worker.join(10)
+    assert imported("rbcflow_slow_import").get_num_threads() == 7
+    monkeypatch.delitem(sys.modules, "rbcflow_slow_import")
