@@ -15,7 +15,7 @@ from rbcflow import schema
 from rbcflow.review.calibrated import estimate
 from rbcflow.review.decide import record_decision, review_queue
 from rbcflow.review.store import Results
-from rbcflow.synthetic import truth_paths
+from rbcflow.synthetic import true_fraction, truth_paths
 
 STEPS = (0, 25, 50, 100, 200)
 PREVIOUS = "previous: its order, stratified estimate"
@@ -24,25 +24,34 @@ GRID = tuple(range(0, 301, 10))  # random orders' steps, for the reviews they ne
 
 
 def true_labels(folder: Path, video: Path) -> tuple[dict[int, str], float]:
-    """Each analysed track's true label, and the acquisition's true fraction."""
+    """Each analysed track's true label, and the acquisition's true fraction.
+
+    A track takes the label of the true cell it comes within 6 px of in at least half of its
+    frames (a reviewer watching its crops sees that cell); a track that follows no cell for
+    that long (a fragment of a crossing, a mix of two cells) is unreliable. The true fraction
+    is :func:`rbcflow.synthetic.true_fraction`'s: reliable true cells seen in at least
+    ``MIN_TRACK_LENGTH`` frames, the product's one definition.
+    """
     from rbcflow.schema import LABEL_NAMES
 
     truth_csv, tracks_csv = truth_paths(video)
     truth = pd.read_csv(truth_csv)
     true_tracks = pd.read_csv(tracks_csv)
     pos = pd.read_csv(folder / "positions.csv")
+    n_frames = pos.groupby("track_id")["frame"].nunique()
     m = pos.merge(truth, on="frame", suffixes=("", "_t"))
     m["d"] = np.hypot(m["x"] - m["x_t"], m["y"] - m["y_t"])
     m = m[m["d"] < 6].sort_values("d").drop_duplicates(["track_id", "frame"])
-    best = m.groupby("track_id")["track_id_t"].agg(lambda s: s.value_counts().index[0])
+    counts = m.groupby(["track_id", "track_id_t"]).size().rename("n").reset_index()
+    counts = counts.sort_values("n", ascending=False).drop_duplicates("track_id")
+    counts = counts[2 * counts["n"] >= counts["track_id"].map(n_frames)]
+    best = dict(zip(counts["track_id"], counts["track_id_t"], strict=True))
     label_of = dict(zip(true_tracks["track_id"], true_tracks["label"], strict=True))
     out = {}
     for tid in pd.read_csv(folder / "tracks.csv")["track_id"]:
         t = best.get(tid)
         out[int(tid)] = LABEL_NAMES[int(label_of[t]) if t is not None else 2]
-    tt = int((true_tracks["label"] == 0).sum())
-    fl = int((true_tracks["label"] == 1).sum())
-    return out, tt / (tt + fl)
+    return out, true_fraction(true_tracks)
 
 
 def simulate(root: Path, name: str, truth: dict[int, str]) -> list:

@@ -2,9 +2,10 @@
 
 1. Fraction error after 0, 25, 50, 100, 200 reviewed tracks on synthetic acquisitions analysed
    by ``rbcflow analyze`` (the shipped models); the reviewer answers with the synthetic truth
-   (each analysed track takes the true cell it followed in most of its frames; a track
-   matching no true cell is unreliable), and the truth is the fraction of the true tracks
-   (``NAME.tracks.csv``). Rows, on the same acquisitions:
+   (each analysed track takes the true cell it followed, within 6 px, in at least half of
+   its frames; a track that follows no cell that long is unreliable), and the truth is the
+   fraction of the true reliable cells seen in at least 6 frames (``NAME.tracks.csv``,
+   :func:`rbcflow.synthetic.true_fraction`). Rows, on the same acquisitions:
 
    - ``tool``: the shipped order (:func:`rbcflow.review.order.review_order`, re-ranked after
      every decision) and estimate (:mod:`rbcflow.review.calibrated`); every decision goes
