@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rbcflow.frontend.kernels import interference_flags
 from rbcflow.frontend.tracks import Track
 
 
@@ -26,24 +27,23 @@ def flag_interference(
     """
     if not active:
         return
-    pos = np.array([tr.last for tr in active])
+    pos = np.array([tr.last for tr in active], dtype=np.float64)
     n = len(pos)
-    d = np.hypot(pos[:, None, 0] - pos[None, :, 0], pos[:, None, 1] - pos[None, :, 1])
-    d[np.arange(n), np.arange(n)] = np.inf
-    close = (d < lim).any(axis=1)
+    close = np.zeros(n, dtype=bool)
     inside = np.zeros(n, dtype=bool)
-    if len(xy):
-        dx = np.abs(pos[:, None, 0] - xy[None, :, 0])
-        dy = np.abs(pos[:, None, 1] - xy[None, :, 1])
-        dd = np.hypot(dx, dy)
-        own_idx = np.asarray(own)
-        has = own_idx >= 0
-        dd[np.flatnonzero(has), own_idx[has]] = -1.0  # not another object
-        other = dd >= min_separation
-        close |= ((dd < lim) & other).any(axis=1)
-        # crop_reach + the detection's radius (0 where its area is unknown: fmax skips NaN)
-        reach = np.fmax(crop_reach + np.sqrt(np.abs(area) / np.pi), crop_reach)
-        inside = ((np.maximum(dx, dy) <= reach) & other).any(axis=1)
+    # compiled: the distances of a few tens of points, in one call (the same floats as the
+    # numpy of pairwise arrays it replaced)
+    interference_flags(
+        pos,
+        np.ascontiguousarray(xy, dtype=np.float64).reshape(-1, 2),
+        np.asarray(own, dtype=np.int64).reshape(-1),
+        np.ascontiguousarray(area, dtype=np.float64).reshape(-1),
+        float(lim),
+        float(min_separation),
+        float(crop_reach),
+        close,
+        inside,
+    )
     for tr, flag, near in zip(active, close.tolist(), inside.tolist(), strict=True):
         tr.interference |= flag
         tr.neighbours.append(near)

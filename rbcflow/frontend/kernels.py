@@ -222,3 +222,105 @@ def correlation_peaks(prev, cur, background, templates, centres, half, search, r
         result[k, 0] = x0 + bj + fx - (tx - half)
         result[k, 1] = y0 + bi + fy - (ty - half)
         result[k, 2] = best
+
+
+# -- linking: the per-frame distance tests of the linker, one call each --------------------
+# Each replaces a dozen numpy calls on arrays of a few tens of elements (the fixed cost of the
+# calls, not the arithmetic, was the time) and gives the same floats: np.hypot is the C
+# library's hypot in both, and every other operation is the same single IEEE operation in
+# the same order (tests/test_kernels.py compares them with the numpy code they replace).
+
+
+@compiled
+def close_pairs(xy, separation):
+    """Whether any two of the points ``xy`` (n, 2) lie closer than ``separation``."""
+    n = xy.shape[0]
+    for i in range(n):
+        for j in range(n):
+            if j != i and np.hypot(xy[i, 0] - xy[j, 0], xy[i, 1] - xy[j, 1]) < separation:
+                return True
+    return False
+
+
+@compiled
+def suppress_close(xy, order, separation, gone):
+    """Greedy suppression: for each point ``i`` in ``order`` not yet ``gone``, every other
+    point closer than ``separation`` to it is marked ``gone`` (out, (n,) bool, all False on
+    entry)."""
+    n = xy.shape[0]
+    for i in order:
+        if gone[i]:
+            continue
+        for j in range(n):
+            if j != i and np.hypot(xy[i, 0] - xy[j, 0], xy[i, 1] - xy[j, 1]) < separation:
+                gone[j] = True
+
+
+@compiled
+def gate_costs(
+    state, xy, t, min_speed, max_speed, max_dy, search_radius, widen_k, infeasible, cost, feasible
+):
+    """The linker's assignment costs and gates (:meth:`rbcflow.frontend.tracking.Linker._assign`).
+
+    ``state`` (n_t, 7): each track's :func:`rbcflow.frontend.motion.gate_state` (anchor x, y,
+    frame, predicted x, y, established, scatter); ``xy`` (n_d, 2) the detections. Out:
+    ``cost`` (n_t, n_d) float64 (``infeasible`` where not ``feasible``) and ``feasible``
+    (n_t, n_d) bool.
+    """
+    for i in range(state.shape[0]):
+        lx, ly = state[i, 0], state[i, 1]
+        dt = t - state[i, 2]
+        px, py = state[i, 3], state[i, 4]
+        established = state[i, 5] > 0
+        widen = widen_k * state[i, 6]
+        for j in range(xy.shape[0]):
+            x, y = xy[j, 0], xy[j, 1]
+            dist = np.hypot(x - px, y - py)
+            if established:
+                off_lane = abs(y - py) > max_dy * dt + widen
+                ok = dist <= search_radius + widen and not off_lane
+                c = dist
+            else:
+                move_x = x - lx
+                move_y = abs(y - ly)
+                ok = move_x >= min_speed * dt and move_x <= max_speed * dt and move_y <= max_dy * dt
+                c = dist + search_radius
+            feasible[i, j] = ok
+            cost[i, j] = c if ok else infeasible
+
+
+@compiled
+def interference_flags(pos, xy, own, area, lim, min_separation, crop_reach, close, inside):
+    """:func:`rbcflow.frontend.interference.flag_interference`'s distance tests.
+
+    ``pos`` (n, 2) the active tracks' positions, ``xy`` (m, 2) and ``area`` (m,) the frame's
+    detections, ``own`` (n,) each track's detection or -1. Out (n,) bool: ``close`` (another
+    track closer than ``lim``, or another detection, not the track's own nor closer than
+    ``min_separation``, closer than ``lim``) and ``inside`` (such another detection within
+    ``crop_reach`` plus its radius along both axes).
+    """
+    n = pos.shape[0]
+    m = xy.shape[0]
+    for i in range(n):
+        c = False
+        for j in range(n):
+            if j != i and np.hypot(pos[i, 0] - pos[j, 0], pos[i, 1] - pos[j, 1]) < lim:
+                c = True
+                break
+        ins = False
+        for j in range(m):
+            dx = abs(pos[i, 0] - xy[j, 0])
+            dy = abs(pos[i, 1] - xy[j, 1])
+            dd = -1.0 if j == own[i] else np.hypot(dx, dy)
+            if not dd >= min_separation:
+                continue  # the track's own detection, or a part of its cell
+            if dd < lim:
+                c = True
+            r = crop_reach + math.sqrt(abs(area[j]) / math.pi)
+            reach = crop_reach if r != r or r < crop_reach else r
+            if dx != dx or dy != dy:
+                continue
+            if (dx if dx >= dy else dy) <= reach:
+                ins = True
+        close[i] = c
+        inside[i] = ins

@@ -15,6 +15,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from rbcflow.frontend.kernels import close_pairs, suppress_close
+
 SPLIT_DIP = 0.8
 """Two maxima of the variance image are two cells only where the variance halfway between
 them is below this share of the weaker one."""
@@ -379,13 +381,10 @@ def one_per_cell(
     n = len(xy)
     if n < 2:
         return xy, area
-    d = np.hypot(xy[:, None, 0] - xy[None, :, 0], xy[:, None, 1] - xy[None, :, 1])
-    d[np.arange(n), np.arange(n)] = np.inf
-    if not (d < separation).any():
+    xy_c = np.ascontiguousarray(xy, dtype=np.float64)
+    if not close_pairs(xy_c, float(separation)):  # compiled: the usual frame has no pair
         return xy, area
     gone = np.zeros(n, dtype=bool)
-    for i in np.argsort(-np.nan_to_num(area, nan=0.0), kind="stable").tolist():
-        if not gone[i]:
-            gone |= d[i] < separation
-            gone[i] = False
+    order = np.argsort(-np.nan_to_num(area, nan=0.0), kind="stable")
+    suppress_close(xy_c, order, float(separation), gone)
     return xy[~gone], area[~gone]

@@ -48,6 +48,7 @@ from rbcflow.config import TrackingConfig
 from rbcflow.frontend.correlation import correlation_shifts
 from rbcflow.frontend.interference import flag_interference
 from rbcflow.frontend.joining import hold_ended, join_pending
+from rbcflow.frontend.kernels import gate_costs
 from rbcflow.frontend.motion import LineFit, gate_state, predict, scatter
 from rbcflow.frontend.splitting import one_per_cell
 from rbcflow.frontend.tracks import Track
@@ -128,29 +129,29 @@ class Linker:
             return match
         # A tentative track (one detection) is gated from that detection, by a box.
         state = np.array([gate_state(tr, t, self.prior_vx) for tr in self.active])
-        last, dt, pred = state[:, :2], t - state[:, 2], state[:, 3:5]
-        established, widen = state[:, 5] > 0, _WIDEN * state[:, 6:7]
-        dist = np.hypot(xy[None, :, 0] - pred[:, None, 0], xy[None, :, 1] - pred[:, None, 1])
-        move_x = xy[None, :, 0] - last[:, None, 0]
-        move_y = np.abs(xy[None, :, 1] - last[:, None, 1])
-        dtc = dt[:, None]
-        # New tracks have no velocity yet: a box of plausible motions, and a penalty so that
-        # an established track wins a contested detection.
-        box = (
-            (move_x >= cfg.min_speed * dtc)
-            & (move_x <= cfg.max_speed * dtc)
-            & (move_y <= cfg.max_dy * dtc)
-        )
         # Established tracks: within the search radius of the prediction, and within max_dy
         # of it across the flow (cells keep their lane: a detection pulled across it is the
         # merged blob of this cell and a neighbour's, not this cell).
         # Both widened by twice the track's own scatter about its line (a faint cell's
         # centres wander by 2-3 px; a sharp cell's by a few tenths).
-        off_lane = np.abs(xy[None, :, 1] - pred[:, None, 1]) > cfg.max_dy * dtc + widen
-        near = dist <= cfg.search_radius + widen
-        feasible = np.where(established[:, None], near & ~off_lane, box)
-        cost = np.where(established[:, None], dist, dist + cfg.search_radius)
-        cost = np.where(feasible, cost, _INFEASIBLE)
+        # New tracks have no velocity yet: a box of plausible motions, and a penalty so that
+        # an established track wins a contested detection. (Compiled: one call, the same
+        # floats as the numpy of (n_t, n_d) arrays it replaced.)
+        cost = np.empty((n_t, n_d))
+        feasible = np.empty((n_t, n_d), dtype=bool)
+        gate_costs(
+            state,
+            np.ascontiguousarray(xy, dtype=np.float64),
+            int(t),
+            float(cfg.min_speed),
+            float(cfg.max_speed),
+            float(cfg.max_dy),
+            float(cfg.search_radius),
+            _WIDEN,
+            _INFEASIBLE,
+            cost,
+            feasible,
+        )
         rows, cols = linear_sum_assignment(cost)
         ok = feasible[rows, cols]
         match[rows[ok]] = cols[ok]
