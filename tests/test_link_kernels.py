@@ -1,8 +1,10 @@
 """The linker's compiled distance tests give the same answers as the numpy code they replaced
 (kept here as the reference), on random scenes with close pairs, ties, NaN areas and lone
-points."""
+points; and the linker's short-list median is numpy's to the bit."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ import pytest
 from rbcflow.config import TrackingConfig
 from rbcflow.frontend.interference import flag_interference
 from rbcflow.frontend.splitting import one_per_cell
-from rbcflow.frontend.tracking import _INFEASIBLE, _WIDEN, Linker
+from rbcflow.frontend.tracking import _INFEASIBLE, _WIDEN, Linker, _median
 from rbcflow.frontend.tracks import Track
 
 
@@ -143,3 +145,17 @@ def test_assignment_gates_match_numpy(seed, monkeypatch):
         link._assign(6, xy)
         want, _ = _gates_numpy(state, xy, 6, cfg)
         np.testing.assert_array_equal(seen[0], want)
+
+
+def test_median_is_numpys():
+    rng = np.random.default_rng(0)
+    for i in range(3000):
+        n = int(rng.integers(1, 25))
+        v = rng.normal(3, 2, n).tolist()
+        if i % 3 == 0:
+            v = [round(x, 1) for x in v]
+        if i % 3 == 1:
+            v = [float(x) for x in rng.choice([0.0, -0.0, 1.0, -1.0], n)]
+        a, b = float(np.median(v)), _median(v)
+        assert a == b and math.copysign(1, a) == math.copysign(1, b)
+    assert math.isnan(_median([1.0, math.nan, 2.0]))

@@ -57,6 +57,25 @@ _INFEASIBLE = 1e9
 _WIDEN = 2.0  # gates widened by this many times a track's scatter (motion.scatter)
 
 
+def _median(values: list[float]) -> float:
+    """``float(np.median(values))`` of a short list, without numpy's fixed cost (~15 us a
+    call, once per frame): the middle value, or the mean of the two middle ones, the same
+    float (signed zeros included); NaN anywhere: numpy's answer.
+
+    Examples
+    --------
+    >>> _median([3.0, 1.0, 2.0]), _median([4.0, 1.0, 2.0, 3.0])
+    (2.0, 2.5)
+    """
+    v = sorted(values)
+    n = len(v)
+    if v[0] != v[0] or v[-1] != v[-1] or any(x != x for x in v):
+        return float(np.median(values))
+    k = n // 2
+    # numpy's mean of the middle value(s) adds them to 0.0 (so a median is never -0.0)
+    return 0.0 + v[k] if n % 2 else (0.0 + (v[k - 1] + v[k])) / 2.0
+
+
 class Linker:
     """Per-frame linking core.
 
@@ -279,7 +298,7 @@ class Linker:
         )
         speeds = [tr.vx for tr in still if len(tr) >= 3]
         if speeds:
-            self.prior_vx = float(np.median(speeds))
+            self.prior_vx = _median(speeds)
         self.prev_frame, self.prev_index = frame, t
         window = max(int(cfg.join_window), 0)
         release = [a for a in self.pending if t - a.frames[-1] >= window]
