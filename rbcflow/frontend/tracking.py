@@ -60,16 +60,11 @@ _WIDEN = 2.0  # gates widened by this many times a track's scatter (motion.scatt
 def _median(values: list[float]) -> float:
     """``float(np.median(values))`` of a short list, without numpy's fixed cost (~15 us a
     call, once per frame): the middle value, or the mean of the two middle ones, the same
-    float (signed zeros included); NaN anywhere: numpy's answer.
-
-    Examples
-    --------
-    >>> _median([3.0, 1.0, 2.0]), _median([4.0, 1.0, 2.0, 3.0])
-    (2.0, 2.5)
+    float (signed zeros included; tests/test_link_kernels.py); NaN anywhere: numpy's answer.
     """
     v = sorted(values)
     n = len(v)
-    if v[0] != v[0] or v[-1] != v[-1] or any(x != x for x in v):
+    if any(x != x for x in v):
         return float(np.median(values))
     k = n // 2
     # numpy's mean of the middle value(s) adds them to 0.0 (so a median is never -0.0)
