@@ -183,10 +183,12 @@ def test_killed_server_and_two_tabs_lose_nothing(browser, tmp_path, cache):
     server = Server(root)
     page, errors = _open(browser, server)
     decided = []
-    for key in ("t", "f", "t"):
+    for i, key in enumerate(("t", "f", "t")):
+        # each decision saved before the next is read off the page: until its answer comes,
+        # the page may still move on to the server's new best track
         decided.append(_current(page))
         page.keyboard.press(key)
-    _saved(page, 3)
+        _saved(page, i + 1)
     server.kill()  # mid-review, no goodbye
     assert sorted(_review(root)) == sorted(decided)
     server = Server(root)
@@ -241,6 +243,41 @@ def test_a_decision_reranks_the_queue(browser, tmp_path, cache):
         assert moved >= 1
         shot = Path(os.environ.get("RBCFLOW_SCREENSHOT_RERANK") or tmp_path / "rerank.png")
         page.screenshot(path=str(shot), full_page=False)
+        assert not errors, errors
+    finally:
+        server.kill()
+
+
+def test_a_slow_answer_leaves_the_shown_track_in_place(browser, tmp_path, cache):
+    """When the server's new order comes later than the page's 250 ms (here each decision's
+    request is held 400 ms), the page stays on the track it moved to at once (the next open
+    track after the decided one in the order it had), so that a key pressed meanwhile is never
+    applied to a track that replaced the shown one under it; the list still takes the new
+    order."""
+    root = make_results(tmp_path / "res", cache)
+    server = Server(root)
+    try:
+        page, errors = _open(browser, server)
+        acq = Results(root).acquisition(NAME)
+
+        def held(route):
+            time.sleep(0.4)
+            route.continue_()
+
+        page.route("**/decide", held)
+        differs = 0
+        for i, key in enumerate(("u", "t", "f", "u", "t", "f")):
+            before, decided = _listed(page), _current(page)
+            page.keyboard.press(key)
+            _saved(page, i + 1)
+            review = read_review(acq)
+            after_it = before[before.index(decided) + 1 :]
+            shown = next(t for t in after_it if t not in review)
+            order = review_queue(acq, review)
+            assert _current(page) == shown
+            assert _listed(page) == order
+            differs += shown != next(t for t in order if t not in review)
+        assert differs >= 1  # the server's best was another track at least once: the page stayed
         assert not errors, errors
     finally:
         server.kill()

@@ -10,6 +10,11 @@
   let pos = 0;                        // index of the current track in data.tracks
   const byId = new Map(data.tracks.map((t) => [t.id, t]));
   let seq = 0;                        // counts the technician's actions (decide, undo, move)
+  // the server's new best track replaces the one shown after a decision only this soon after it
+  // (ms): later, the technician may already be judging the shown track, and a key meant for it
+  // must not land on another
+  const JUMP_MS = 250;
+  let advancedAt = 0;
   const history = [];                 // undo stack: {id, prev}
   let loopTimer = null;
   const $ = (id) => document.getElementById(id);
@@ -182,8 +187,10 @@
       return r.json();
     }).then((res) => {
       applyOrder(res.order);
-      // nothing done since this decision: go on with the server's new best track
-      if (jump === seq && firstOpen() !== pos) { go(firstOpen()); } else { showTitle(); markCurrent(); }
+      // nothing done since this decision, and soon after it: go on with the server's new best
+      // track
+      const fresh = performance.now() - advancedAt < JUMP_MS;
+      if (jump === seq && fresh && firstOpen() !== pos) { go(firstOpen()); } else { showTitle(); markCurrent(); }
       showFigures(res.figures);
       $("saved").textContent = "saved"; $("saved").className = "saved ok";
       document.body.dataset.saved = String(Number(document.body.dataset.saved || 0) + 1);
@@ -202,6 +209,7 @@
     // at once: the next open track of the current order, until the server's new order comes
     let next = data.tracks.findIndex((u, i) => i > pos && !labelOf(u));
     go(next < 0 ? pos + 1 : next);
+    advancedAt = performance.now();
     seq += 1;
     post(t.id, label, seq);
   }
