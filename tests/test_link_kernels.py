@@ -11,6 +11,7 @@ import pytest
 
 from rbcflow.config import TrackingConfig
 from rbcflow.frontend.interference import flag_interference
+from rbcflow.frontend.motion import gate_state
 from rbcflow.frontend.splitting import one_per_cell
 from rbcflow.frontend.tracking import _INFEASIBLE, _WIDEN, Linker, _median
 from rbcflow.frontend.tracks import Track
@@ -138,8 +139,6 @@ def test_assignment_gates_match_numpy(seed, monkeypatch):
             link.active.append(tr)
         xy = _scene(rng, int(rng.integers(1, 10)))
         link.prior_vx = float(rng.uniform(0, 6))
-        from rbcflow.frontend.motion import gate_state
-
         state = np.array([gate_state(tr, 6, link.prior_vx) for tr in link.active])
         seen.clear()
         link._assign(6, xy)

@@ -228,7 +228,7 @@ def correlation_peaks(prev, cur, background, templates, centres, half, search, r
 # Each replaces a dozen numpy calls on arrays of a few tens of elements (the fixed cost of the
 # calls, not the arithmetic, was the time) and gives the same floats: np.hypot is the C
 # library's hypot in both, and every other operation is the same single IEEE operation in
-# the same order (tests/test_kernels.py compares them with the numpy code they replace).
+# the same order (tests/test_link_kernels.py compares them with the numpy code they replace).
 
 
 @compiled
@@ -236,8 +236,8 @@ def close_pairs(xy, separation):
     """Whether any two of the points ``xy`` (n, 2) lie closer than ``separation``."""
     n = xy.shape[0]
     for i in range(n):
-        for j in range(n):
-            if j != i and np.hypot(xy[i, 0] - xy[j, 0], xy[i, 1] - xy[j, 1]) < separation:
+        for j in range(i + 1, n):  # the distance is symmetric to the bit: each pair once
+            if np.hypot(xy[i, 0] - xy[j, 0], xy[i, 1] - xy[j, 1]) < separation:
                 return True
     return False
 
