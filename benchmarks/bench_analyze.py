@@ -17,14 +17,16 @@
     ``--sizes``) written as the lab camera writes them (uncompressed 24-bit AVI; ``--bits 8``
     for a monochrome camera; 8-bit where 24-bit would pass AVI 1.0's 4 GB) are analysed end to
     end (front end, both classifiers, shape features, tables, HTML report, run.json), each in a
-    fresh process, under each thread setting of ``--thread-settings`` (torch intra-op and
-    OpenCV threads while the front end runs; ``0:0`` is the budget of
-    :func:`rbcflow.threads.analyze_budget`), the settings interleaved so that load from other
-    work spreads over all of them. Printed per setting:
+    fresh process running what ``rbcflow analyze VIDEO --out OUT`` runs (``analyze_batch``; on
+    the CPU the networks load in the batch's classifier process), under each thread setting of
+    ``--thread-settings`` (torch intra-op and OpenCV threads while the front end runs; ``0:0``
+    is the budget of :func:`rbcflow.threads.analyze_budget`), the settings interleaved so that
+    load from other work spreads over all of them. Printed per setting:
     median wall and CPU time of the whole process (start-up, imports and model loading
     included) and the real-time factor RTF = wall / duration, the same inside the process,
-    peak RSS, and whether ``tracks.csv`` is identical to the first setting's (probabilities to
-    1e-6). Targets on 2 cores: 4,800 frames <= 12 s (RTF 0.15), 1,200 frames RTF <= 0.25.
+    peak RSS (and the classifier process' beside it), and whether ``tracks.csv`` is identical
+    to the first setting's (probabilities to 1e-6). Targets on 2 cores: 4,800 frames <= 12 s
+    (RTF 0.15), 1,200 frames RTF <= 0.25.
     ``--device cuda`` runs the classifiers on a GPU (the same script, the same figures).
 (c) Memory. Each timed run reports its own peak RSS. Target: under 1.5 GB, not growing with
     length.
@@ -79,20 +81,31 @@ def _child(mode: str, video: str, out: str, spec: str = "{}") -> None:
             res = run_frontend(reader, FrontEndConfig(), on_track=lambda row, crops: None)
         info.update(frames=res.n_frames, tracks=len(res.tracks))
     else:
-        from rbcflow.batch import analyze_acquisition
-        from rbcflow.classify.inference import load_classifier
+        # what `rbcflow analyze VIDEO --out OUT` runs: on the CPU the folders are checked here
+        # and the networks load in the batch's classifier process (rbcflow.batch.remote)
+        from rbcflow.batch import analyze_batch
+        from rbcflow.classify.pending import PendingClassifier
         from rbcflow.pipeline import AnalysisSettings
         from rbcflow.run_settings import StreamConfig
 
+        device = opts.get("device", "cpu")
         t_load = time.perf_counter()
-        clf = load_classifier(device=opts.get("device", "cpu"))
+        if device == "cpu":
+            clf = PendingClassifier(device="cpu")
+        else:  # a named GPU loads here, as the command does
+            from rbcflow.classify.inference import load_classifier
+
+            clf = load_classifier(device=device)
         info["load_models_s"] = time.perf_counter() - t_load
         stream = StreamConfig(
             torch_threads=int(opts.get("torch", 0)), opencv_threads=int(opts.get("opencv", 0))
         )
         settings = AnalysisSettings(stream=stream)
-        res = analyze_acquisition(video, out, clf, settings)
-        row = res.row
+        row = analyze_batch([video], out, clf, settings).iloc[0].to_dict()
+        if row["status"] != "ok":
+            raise SystemExit(f"analyze failed: {row['message']}")
+        # the classifier process' peak (it has ended and been waited for)
+        info["classifier_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         info.update(
             frames=row["frames"],
             tracks=row["tracks"],
@@ -342,11 +355,13 @@ def speed(
             pc = statistics.median(r["process_cpu_s"] for r in rs)
             w = statistics.median(r["wall_s"] for r in rs)
             rss = max(r["peak_rss_mb"] for r in rs)
+            crss = max(r.get("classifier_rss_mb", 0.0) for r in rs)
             print(
                 f"    {label:<34} process {pw:6.1f} s wall (RTF {pw / duration:4.2f}), "
                 f"{pc:6.1f} s CPU ({1000 * pc / n:.2f} ms/frame, the load-robust figure); "
                 f"in-process {w:6.1f} s (RTF {w / duration:4.2f}); "
-                f"peak RSS {rss:5.0f} MB; {rs[0]['tracks']} tracks; "
+                f"peak RSS {rss:5.0f} MB (+ {crss:4.0f} MB classifier process); "
+                f"{rs[0]['tracks']} tracks; "
                 f"outputs {_same_outputs(first, rs[0]['output'])}"
             )
         last = runs[settings[-1][0]][-1]

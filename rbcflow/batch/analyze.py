@@ -176,8 +176,13 @@ class _Serial:
         self.args = (classifier, settings)
         self.kw = {"progress": progress, "threaded": threaded}
         self.job: Job | None = None
-        if isinstance(classifier, PendingClassifier):  # before the front end: see its module
-            classifier.loaded()
+        self.child = None
+        if isinstance(classifier, PendingClassifier) and not classifier.is_loaded:
+            from rbcflow.batch.remote import ClassifierProcess
+
+            # loads in a child process while the first front end runs: see its module
+            self.child = ClassifierProcess(classifier, settings.stream.torch_threads or None)
+            self.args = (self.child, settings)
 
     def submit(self, job: Job) -> None:
         self.job = job
@@ -185,10 +190,17 @@ class _Serial:
     def wait(self) -> list[Outcome]:
         job, self.job = self.job, None
         # looked up here, so that a stand-in put in this module's place is what runs
-        return [run_job(job, *self.args, analyze=analyze_acquisition, **self.kw)]
+        outcome = run_job(job, *self.args, analyze=analyze_acquisition, **self.kw)
+        failed = self.child.failed if self.child is not None else None
+        if outcome.row is None and failed is not None:
+            # no classifier (models it cannot load, a dead child): every acquisition would
+            # fail alike, so the batch stops, as a pool's worker without its classifier does
+            outcome.fatal, outcome.error = True, failed
+        return [outcome]
 
     def close(self, cancel: bool = False) -> None:
-        pass
+        if self.child is not None:
+            self.child.close()
 
 
 def _engine(workers, scheduler, classifier, settings, progress, threaded):

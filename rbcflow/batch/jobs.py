@@ -28,7 +28,7 @@ from typing import Any
 from rbcflow.batch.acquisition import analyze_acquisition
 from rbcflow.batch.inputs import ANALYZE_NO_CELLS_HINT, disk_full
 from rbcflow.classify.pending import PendingClassifier
-from rbcflow.errors import ModelError, NoCellsError, OutputError, RbcflowError
+from rbcflow.errors import NoCellsError, OutputError, RbcflowError
 from rbcflow.memory import peak_rss_bytes
 from rbcflow.pipeline import AnalysisSettings, ClassifierLike, ProgressFactory
 
@@ -200,17 +200,8 @@ def worker_classifier(spec: ClassifierSpec) -> ClassifierLike:
         return spec.inline
     if spec in _LOADED:
         return _LOADED[spec]
-    from rbcflow.classify.inference import load_classifier
-    from rbcflow.classify.model_folder import model_origin, user_model_refusal
+    from rbcflow.classify.pending import load_checked
 
-    if not spec.allow_user:
-        for folder in (spec.stage1, spec.stage2):
-            found = model_origin(folder)
-            if not found.shipped:
-                raise ModelError(user_model_refusal(found), folder)
-    clf = load_classifier(spec.stage1, spec.stage2, device=spec.device)
-    got = (clf.stage1_checksum, clf.stage2_checksum)
-    if got != tuple(spec.checksums):
-        raise ModelError("the model folder changed since the batch started", spec.stage1)
+    clf = load_checked(spec.stage1, spec.stage2, spec.device, spec.allow_user, spec.checksums)
     _LOADED[spec] = clf
     return clf

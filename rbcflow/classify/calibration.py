@@ -162,6 +162,18 @@ the tracks no rule rejected, and is ``em`` below it. A measured alternative, not
 make every run's ``params_id``)."""
 
 
+def config_temperature(stage2_config: Mapping[str, Any]) -> float | None:
+    """Stage 2's validated temperature (its model config's ``calibration``), or None."""
+    return float((stage2_config.get("calibration") or {}).get("temperature") or 0) or None
+
+
+def config_rates(s1: Mapping[str, Any], s2: Mapping[str, Any], cfg: ReportConfig | None):
+    """The two model configs' out-of-fold counts at ``cfg``'s thresholds (:func:`rates_at`)."""
+    cfg = cfg or ReportConfig()
+    args = (cfg.reliable_threshold, cfg.flipping_threshold)
+    return rates_at(s1.get("calibration"), s2.get("calibration"), *args)
+
+
 def calibration_blocks(classifier: Any) -> tuple[Any, Any] | None:
     """A loaded classifier's stage-1 and stage-2 ``calibration`` blocks (its model configs),
     as :func:`estimate_acquisition`'s ``blocks``; None for one without model configs."""

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from rbcflow.classify.calibration import rates_at
+from rbcflow.classify.calibration import config_rates, config_temperature
 from rbcflow.classify.estimate import ValidatedRates
 from rbcflow.classify.model_folder import LoadedModel, default_model_dir, load_model
 from rbcflow.classify.sampling import pad_frames, prepare
@@ -244,19 +244,12 @@ class Classifier:
     @property
     def stage2_temperature(self) -> float | None:
         """Stage 2's validated temperature (``calibration`` of its config), or None."""
-        t = (self.stage2.config.get("calibration") or {}).get("temperature")
-        return float(t) if t else None
+        return config_temperature(self.stage2.config)
 
     def validated_rates(self, cfg: ReportConfig | None = None) -> ValidatedRates | None:
         """The models' out-of-fold confusion counts at ``cfg``'s thresholds
         (:func:`rbcflow.classify.calibration.rates_at`); None for models without them."""
-        cfg = cfg or ReportConfig()
-        return rates_at(
-            self.stage1.config.get("calibration"),
-            self.stage2.config.get("calibration"),
-            cfg.reliable_threshold,
-            cfg.flipping_threshold,
-        )
+        return config_rates(self.stage1.config, self.stage2.config, cfg)
 
     def _run(self, model: LoadedModel, seqs: Sequence[np.ndarray], batch_size: int) -> np.ndarray:
         spec = model.config["input"]

@@ -8,8 +8,9 @@ no torch), so a damaged or refused model still stops the command before any work
 what the batch needs from the folders alone: the checksums (skip decisions, report columns),
 the folders, each stage's origin. Anything else (``predict``, ``device``,
 ``validated_rates``...) is the loaded :class:`~rbcflow.classify.inference.Classifier`'s, loaded
-on that first use; the sequential batch asks for it before its first acquisition
-(:class:`rbcflow.batch.analyze._Serial`).
+on that first use. The sequential batch never loads it either: it hands the folders to a
+child process that loads them while the first front end runs
+(:class:`rbcflow.batch.remote.ClassifierProcess`).
 
 Loading it in a thread beside the first front end was measured and rejected: the import holds
 the interpreter lock for most of its time and slowed the front end by more than it saved
@@ -105,3 +106,34 @@ class PendingClassifier:
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self.loaded(), name)
+
+
+def load_checked(
+    stage1: str | Path,
+    stage2: str | Path,
+    device: str | None,
+    allow_user: bool,
+    checksums: tuple[str | None, str | None],
+):
+    """Load the two folders as a process other than the one that checked them must: refusing
+    user-supplied models unless ``allow_user``, and folders whose checksums are no longer
+    ``checksums`` (the checking process'). Used by batch workers and the sequential batch's
+    classifier process.
+
+    Raises
+    ------
+    ModelError
+        A folder is damaged, is user-supplied without ``allow_user``, or changed since.
+    """
+    from rbcflow.classify.inference import load_classifier
+    from rbcflow.classify.model_folder import user_model_refusal
+
+    if not allow_user:
+        for folder in (stage1, stage2):
+            found = model_origin(folder)
+            if not found.shipped:
+                raise ModelError(user_model_refusal(found), folder)
+    clf = load_classifier(stage1, stage2, device=device)
+    if (clf.stage1_checksum, clf.stage2_checksum) != tuple(checksums):
+        raise ModelError("the model folder changed since the batch started", stage1)
+    return clf
