@@ -58,6 +58,8 @@ class ClassifierProcess:
         self.stage1, self.stage2 = pending.stage1, pending.stage2
         self.stage1_dir, self.stage2_dir = pending.stage1_dir, pending.stage2_dir
         self.requested_device = pending.requested_device
+        self.stage1_checksum = pending.stage1_checksum
+        self.stage2_checksum = pending.stage2_checksum
         self._configs = (read_config(self.stage1_dir), read_config(self.stage2_dir))
         threads = analyze_budget().torch if torch_threads is None else torch_threads
         from rbcflow.batch.parallel import START_METHOD
@@ -77,14 +79,6 @@ class ClassifierProcess:
         self._lock = threading.Lock()
         self._device: str | None = None
         self._failed: BaseException | None = None
-
-    @property
-    def stage1_checksum(self) -> str:
-        return self.pending.stage1_checksum
-
-    @property
-    def stage2_checksum(self) -> str:
-        return self.pending.stage2_checksum
 
     @property
     def stage2_temperature(self) -> float | None:
