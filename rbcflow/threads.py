@@ -15,8 +15,12 @@ the pipeline's own threads take 3 cores' worth of work at most; what is left goe
 intra-op pool, capped at :data:`TORCH_CAP` (the two small networks on batches of 32 tracks do not
 scale further); OpenCV's pool gets nothing beyond the calling thread below
 :data:`OPENCV_MIN_CORES` cores (its calls already run beside the other threads), numba's
-kernels are serial (``nogil``, not ``parallel``) and get one thread. So 2 cores: torch 1,
-OpenCV 1; 16 cores: torch 4, OpenCV 9 (the rest, for the filters of large frames).
+kernels are serial (``nogil``, not ``parallel``) and get one thread, and so does the BLAS
+behind numpy and scipy (OpenBLAS, set through threadpoolctl): the front end's matrix products
+are small, and OpenBLAS's idle workers spin after each one (on 2 cores they took ~1 CPU-s of a
+4,800-frame ``analyze``, 3.7 % of its samples in ``blas_thread_server``). So 2 cores: torch 1,
+OpenCV 1, BLAS 1; 16 cores: torch 4, OpenCV 9 (the rest, for the filters of large frames),
+BLAS 1.
 
 Importing this module loads nothing heavy: a library is configured only if it is already
 imported (who uses it has imported it by then); one that another thread is still importing
@@ -86,12 +90,15 @@ class ThreadBudget:
     torch : torch's intra-op threads (``torch.set_num_threads``).
     opencv : OpenCV's threads (``cv2.setNumThreads``; 1 runs each call in the calling thread).
     numba : numba's threads (``numba.set_num_threads``), for parallel kernels.
+    blas : the threads of every BLAS library loaded (OpenBLAS, MKL...: numpy's, scipy's),
+        through ``threadpoolctl``.
     """
 
     cores: int
     torch: int = 0
     opencv: int = 0
     numba: int = 0
+    blas: int = 0
 
 
 def analyze_budget(
@@ -106,9 +113,9 @@ def analyze_budget(
     Examples
     --------
     >>> analyze_budget(2)
-    ThreadBudget(cores=2, torch=1, opencv=1, numba=1)
+    ThreadBudget(cores=2, torch=1, opencv=1, numba=1, blas=1)
     >>> analyze_budget(16)
-    ThreadBudget(cores=16, torch=4, opencv=9, numba=1)
+    ThreadBudget(cores=16, torch=4, opencv=9, numba=1, blas=1)
     >>> analyze_budget(2, torch_threads=2).torch
     2
     """
@@ -121,6 +128,7 @@ def analyze_budget(
         torch=torch_threads if torch_threads > 0 else torch_n,
         opencv=opencv_threads if opencv_threads > 0 else cv_n,
         numba=1,
+        blas=1,
     )
 
 
@@ -147,7 +155,28 @@ def current() -> ThreadBudget:
         torch=torch.get_num_threads() if torch is not None else 0,
         opencv=cv2.getNumThreads() if cv2 is not None else 0,
         numba=_numba_threads(numba),
+        blas=blas_threads(),
     )
+
+
+def blas_threads() -> int:
+    """The most threads any loaded BLAS library may use (0 before numpy is imported)."""
+    if imported("numpy") is None:
+        return 0
+    import threadpoolctl
+
+    counts = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    return max(counts, default=0)
+
+
+def limit_blas(threads: int) -> None:
+    """Let every loaded BLAS library use ``threads`` threads (nothing before numpy is imported:
+    a library loaded later keeps its default)."""
+    if imported("numpy") is None or threads < 1:
+        return
+    import threadpoolctl
+
+    threadpoolctl.threadpool_limits(limits=int(threads), user_api="blas")
 
 
 def _numba_threads(numba) -> int:
@@ -178,6 +207,8 @@ def apply(budget: ThreadBudget) -> ThreadBudget:
             numba.set_num_threads(min(budget.numba, numba.config.NUMBA_NUM_THREADS))
         except Exception:  # pragma: no cover - numba without a threading layer
             pass
+    if budget.blas > 0 and budget.blas != before.blas:
+        limit_blas(budget.blas)
     return before
 
 

@@ -28,8 +28,8 @@ LAYERS = {
     "rbcflow.config": 0,
     "rbcflow.model_settings": 0,
     "rbcflow.run_settings": 0,  # how a run is carried out (limits, threads, batches): never hashed
-    "rbcflow.threads": 0,  # thread budgets of torch, OpenCV and numba (imports none of them)
-    "rbcflow.memory": 0,  # peak and available memory (standard library only)
+    "rbcflow.threads": 0,  # thread budgets of torch, OpenCV, numba and BLAS (imports none of them)
+    "rbcflow.memory": 0,  # peak and available memory, malloc thresholds (standard library only)
     "rbcflow.io": 1,
     "rbcflow.provenance": 1,
     "rbcflow.frontend": 2,

@@ -22,7 +22,7 @@ from rbcflow.threads import ThreadBudget, analyze_budget, applied, available_cor
 )
 def test_budget_rule(cores, torch_n, cv_n):
     b = analyze_budget(cores)
-    assert (b.cores, b.torch, b.opencv, b.numba) == (cores, torch_n, cv_n, 1)
+    assert (b.cores, b.torch, b.opencv, b.numba, b.blas) == (cores, torch_n, cv_n, 1, 1)
     # with what the pipeline runs itself, never more busy threads than cores (from 8 cores)
     if cores >= 8:
         assert 3 + b.torch + (b.opencv - 1) <= cores
@@ -51,6 +51,29 @@ def test_applied_sets_and_restores(restore_threads):
     assert (torch.get_num_threads(), cv2.getNumThreads()) == (3, 2)
     with applied(ThreadBudget(cores=2)):  # 0: leave the library as it is
         assert (torch.get_num_threads(), cv2.getNumThreads()) == (3, 2)
+
+
+def _blas_counts() -> set[int]:
+    import threadpoolctl
+
+    return {i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"}
+
+
+def test_applied_limits_and_restores_blas():
+    import threadpoolctl
+
+    assert _blas_counts(), "numpy's BLAS is loaded and seen by threadpoolctl"
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        assert current().blas == 2
+        with applied(ThreadBudget(cores=2, blas=1)) as b:
+            assert _blas_counts() == {1} == {b.blas}
+            assert current().blas == 1
+            # a product through the limited library still gives the same numbers
+            a = np.arange(64 * 64, dtype=np.float64).reshape(64, 64) / 100.0
+            assert np.allclose(a @ a.T, np.einsum("ij,kj->ik", a, a))
+        assert _blas_counts() == {2}
+        with applied(ThreadBudget(cores=2)):  # 0: left as it is
+            assert _blas_counts() == {2}
 
 
 class _Recorder:

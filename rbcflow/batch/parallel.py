@@ -43,6 +43,7 @@ from contextlib import ExitStack, contextmanager, nullcontext
 from rbcflow.batch.jobs import ClassifierSpec, Job, Outcome, run_job, worker_classifier
 from rbcflow.batch.workers import gpu_batch_tracks
 from rbcflow.errors import RbcflowError
+from rbcflow.memory import reuse_freed_memory
 from rbcflow.pipeline import AnalysisSettings, ProgressFactory
 from rbcflow.run_settings import ParallelConfig
 from rbcflow.threads import set_process_cores, worker_cores
@@ -86,6 +87,7 @@ def _init(
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(cores)  # before torch or numpy start their pools
     set_process_cores(cores)
+    reuse_freed_memory()
     _STATE.update(frames=frames, started=started, threaded=threaded, error=None)
     try:
         classifier = worker_classifier(spec)

@@ -20,8 +20,12 @@ def serve(conn, folders: tuple, torch_threads: int) -> None:
         import torch
 
         from rbcflow.classify.pending import load_checked
+        from rbcflow.memory import reuse_freed_memory
+        from rbcflow.threads import limit_blas
 
+        reuse_freed_memory()  # each batch of crops arrives in fresh arrays
         torch.set_num_threads(max(1, torch_threads))
+        limit_blas(1)  # numpy's pool would spin beside the parent's two busy threads
         clf = load_checked(*folders)
         conn.send(("ready", str(clf.device)))
     except BaseException as exc:  # sent, then raised in the parent at its next request
