@@ -1,6 +1,6 @@
 """``python -m rbcflow``: the same command line as the ``rbcflow`` script."""
 
-from rbcflow.cli import main
+from rbcflow.cli import run
 
 if __name__ == "__main__":
-    main(prog_name="rbcflow")
+    run()
