@@ -95,3 +95,23 @@ def test_a_live_thread_gets_the_ordinary_exit(tmp_path):
     )
     assert res.returncode == 0, res.stderr
     assert marker.read_text() == "finished"  # os._exit would have killed the thread
+
+
+def test_a_daemon_thread_does_not_hold_the_exit_back():
+    res = _python(
+        """
+        import threading, time
+
+        class Noisy:
+            def __del__(self):
+                print("TEARDOWN")
+
+        keep = Noisy()
+        threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+        from rbcflow.cli import run
+        run(["--version"])
+        """
+    )
+    assert res.returncode == 0, res.stderr
+    assert "rbcflow, version" in res.stdout
+    assert "TEARDOWN" not in res.stdout  # the quick exit, not the ordinary one

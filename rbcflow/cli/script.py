@@ -12,8 +12,9 @@ docs/method.md, *Speed and memory*). :func:`run` therefore ends the process with
   children, coverage tools: everything a normal exit does besides the teardown), and
 - standard output and standard error are flushed.
 
-If a thread other than the main one is still running, the exit is the ordinary one: Python
-waits for non-daemon threads, and killing one might lose what it was writing.
+If a non-daemon thread other than the main one is still running, the exit is the ordinary
+one: Python waits for such threads, and killing one might lose what it was writing. Daemon
+threads (the classifier's worker thread is one) an ordinary exit kills too.
 """
 
 from __future__ import annotations
@@ -39,14 +40,19 @@ def exit_status(code: object) -> int:
     return 1
 
 
+def _others_alive() -> bool:
+    main_thread = threading.main_thread()
+    return any(t is not main_thread and not t.daemon for t in threading.enumerate())
+
+
 def quick_exit(code: object = 0) -> NoReturn:
     """End the process now: atexit handlers, flushed stdio, :func:`os._exit` (no teardown).
 
-    Falls back to :func:`sys.exit` while another thread is alive, or where this interpreter has
-    no ``atexit._run_exitfuncs`` (a CPython detail, present from 3.0 to today's 3.13).
+    Falls back to :func:`sys.exit` while another non-daemon thread is alive, or where this
+    interpreter has no ``atexit._run_exitfuncs`` (a CPython detail, present from 3.0 to 3.13).
     """
     run_exitfuncs = getattr(atexit, "_run_exitfuncs", None)
-    if threading.active_count() > 1 or run_exitfuncs is None:
+    if _others_alive() or run_exitfuncs is None:
         sys.exit(code)
     status = exit_status(code)
     run_exitfuncs()
