@@ -85,9 +85,11 @@ def _child(mode: str, video: str, out: str, spec: str = "{}") -> None:
         # and the networks load in the batch's classifier process (rbcflow.batch.remote)
         from rbcflow.batch import analyze_batch
         from rbcflow.classify.pending import PendingClassifier
+        from rbcflow.memory import reuse_freed_memory
         from rbcflow.pipeline import AnalysisSettings
         from rbcflow.run_settings import StreamConfig
 
+        reuse_freed_memory()  # as cli/analyze does
         device = opts.get("device", "cpu")
         t_load = time.perf_counter()
         if device == "cpu":
@@ -378,7 +380,9 @@ def speed(
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         _child(*sys.argv[2:6])
-        return
+        from rbcflow.cli.script import quick_exit
+
+        quick_exit(0)  # as the rbcflow script ends: no module teardown in process_wall_s
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--accuracy-n", type=int, default=6)
     ap.add_argument("--accuracy-frames", type=int, default=1800)
