@@ -7,12 +7,12 @@ neighbour, ends its track; the rest of the cell then starts a second one. The li
 before it releases it. After every frame, :func:`join_pending` pairs the held tracks with the
 young active ones (never joined to a predecessor, born at most ``join_overlap`` frames before
 the held one's last frame and at most ``join_window`` after it) by one assignment
-(:func:`scipy.optimize.linear_sum_assignment`) on :func:`join_cost`: the mean distance of the
-young track's first frames from the held track's constant-velocity prediction, from a robust
-end point and velocity (:func:`robust_end`), plus the difference of their speeds once the
+(:func:`~rbcflow.frontend.assignment.linear_assignment`) on :func:`join_cost`: the mean distance
+of the young track's first frames from the held track's constant-velocity prediction, from a
+robust end point and velocity (:func:`robust_end`), plus the difference of their speeds once the
 young one has a velocity. A pair is allowed (:func:`join_gate`) only within ``join_radius``
-(plus ``join_growth`` per frame of gap) along the flow and within ``join_dy`` (plus a tenth of
-a pixel per frame of gap) across it: cells move along lanes, so the cross-flow gate is the one
+(plus ``join_growth`` per frame of gap) along the flow and within ``join_dy`` (plus a tenth of a
+pixel per frame of gap) across it: cells move along lanes, so the cross-flow gate is the one
 that keeps neighbours on nearby lanes apart. :func:`merge_tracks` makes a pair one track: an
 overlap is cut from the held track's end (its last frames are the ones a neighbour may have
 pulled), and the frames between them are filled by linear interpolation between the last
@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from rbcflow.config import TrackingConfig
+from rbcflow.frontend.assignment import linear_assignment
 from rbcflow.frontend.motion import scatter
 from rbcflow.frontend.tracks import Track
 
@@ -268,9 +269,7 @@ def join_pending(
                     cost[i, j] = c
     if not (cost < big).any():
         return 0
-    from scipy.optimize import linear_sum_assignment
-
-    rows, cols = linear_sum_assignment(cost)
+    rows, cols = linear_assignment(cost)
     done = set()
     joins = 0
     for i, j in zip(rows.tolist(), cols.tolist(), strict=True):

@@ -4,7 +4,8 @@ Cells in the shear-flow chamber move along +x at a steady speed. Each frame, eve
 predicts its position from its motion model (:mod:`rbcflow.frontend.motion`: a line fitted to
 its last ``motion_window`` detections; before it has three, its last position and velocity);
 detections are assigned to tracks by minimum total distance (Hungarian algorithm,
-:func:`scipy.optimize.linear_sum_assignment`) within a gate; then each track's position is
+:func:`~rbcflow.frontend.assignment.linear_assignment`, scipy's answer without importing
+:mod:`scipy.optimize`) within a gate; then each track's position is
 refined by cross-correlating the cell's background-subtracted patch of the previous frame with
 the current frame around the assigned detection (or the prediction): normalised
 cross-correlation (:func:`rbcflow.frontend.kernels.correlation_peaks`, all tracks of a frame in
@@ -42,9 +43,9 @@ import time
 from collections.abc import Iterable, Iterator
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from rbcflow.config import TrackingConfig
+from rbcflow.frontend.assignment import linear_assignment
 from rbcflow.frontend.correlation import correlation_shifts
 from rbcflow.frontend.interference import flag_interference
 from rbcflow.frontend.joining import hold_ended, join_pending
@@ -166,7 +167,7 @@ class Linker:
             cost,
             feasible,
         )
-        rows, cols = linear_sum_assignment(cost)
+        rows, cols = linear_assignment(cost)
         ok = feasible[rows, cols]
         match[rows[ok]] = cols[ok]
         return match
