@@ -124,8 +124,8 @@ def test_assignment_gates_match_numpy(seed, monkeypatch):
         seen.append(cost.copy())
         return real(cost)
 
-    real = tracking.linear_sum_assignment
-    monkeypatch.setattr(tracking, "linear_sum_assignment", spy)
+    real = tracking.linear_assignment
+    monkeypatch.setattr(tracking, "linear_assignment", spy)
     for _ in range(200):
         link = Linker(np.zeros((80, 120), np.float32), TrackingConfig(refine=False))
         n_t = int(rng.integers(1, 8))
