@@ -7,6 +7,7 @@ already holds: that duplicate import cost the child about 1 CPU-s.
 
 from __future__ import annotations
 
+import os
 import signal
 
 
@@ -17,15 +18,16 @@ def serve(conn, folders: tuple, torch_threads: int) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
-        import torch
+        import torch  # noqa: F401 - loaded first: apply() sets only the libraries loaded
 
         from rbcflow.classify.pending import load_checked
         from rbcflow.memory import reuse_freed_memory
-        from rbcflow.threads import limit_blas
+        from rbcflow.threads import ThreadBudget, apply
 
         reuse_freed_memory()  # each batch of crops arrives in fresh arrays
-        torch.set_num_threads(max(1, torch_threads))
-        limit_blas(1)  # numpy's pool would spin beside the parent's two busy threads
+        # torch's share for all its work; one BLAS thread, whose idle pool would otherwise spin
+        # beside the parent's two busy threads
+        apply(ThreadBudget(cores=os.cpu_count() or 1, torch=max(1, torch_threads), blas=1))
         clf = load_checked(*folders)
         conn.send(("ready", str(clf.device)))
     except BaseException as exc:  # sent, then raised in the parent at its next request
