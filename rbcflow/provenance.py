@@ -161,7 +161,6 @@ def platform_info() -> dict:
         "torch",
         "tifffile",
         "imageio",
-        "matplotlib",
     )
     return {
         "python": sys.version.split()[0],

@@ -114,7 +114,7 @@ def test_one_acquisition_outputs(acquisitions, tmp_path):
     assert record["parameters"]["frontend"]["tracking"]["min_length"] == 6
     assert record["models"]["stage1"]["checksum"] == "a" * 64
     page = (folder / "report.html").read_text()
-    assert page.count("data:image/png;base64,") >= 4 + 3
+    assert page.count("<svg") == 4 and page.count("data:image/png;base64,") >= 3
     n_cut = int((tracks["rule"] == "cut by border").sum())
     n_pair = int((tracks["rule"] == "two cells").sum())
     assert f"{n_cut} cut by the border, {n_pair} two cells as one" in page

@@ -7,6 +7,7 @@ import html
 import math
 import os
 import re
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pandas as pd
@@ -239,10 +240,17 @@ def test_html_is_self_contained_and_holds_the_figures(tmp_path):
     )
     page = path.read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>")
-    for fig in ("fig-counts", "fig-probabilities", "fig-shape", "fig-quality"):
-        assert f'id="{fig}"' in page
+    figures = dict(re.findall(r'<figure id="([\w-]+)">(<svg.*?</svg>)', page, re.S))
+    assert list(figures) == ["fig-counts", "fig-probabilities", "fig-shape", "fig-quality"]
+    for svg in figures.values():
+        ET.fromstring(svg)  # each inline figure is well-formed SVG
+    # the counts chart writes the counts the table holds
+    counts = ET.fromstring(figures["fig-counts"])
+    texts = [t.text for t in counts.iter("{http://www.w3.org/2000/svg}text")]
+    for name in ("tank-treading", "flipping", "unreliable"):
+        assert str(int((tracks["label"] == name).sum())) in texts
     pngs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(pngs) == 4 + 12
+    assert len(pngs) == 12  # the gallery's strips
     import base64
 
     assert all(base64.b64decode(p)[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)

@@ -3,7 +3,7 @@
 When a command has finished, everything it writes is on disk (outputs are written atomically
 and closed before the command returns) and its child processes have ended. What is left of an
 ordinary interpreter exit is tearing down the ~1,800 modules that numpy, pandas, numba,
-OpenCV, matplotlib and openpyxl bring, and collecting their objects: 0.5-0.7 s of the wall
+OpenCV and openpyxl bring, and collecting their objects: 0.5-0.7 s of the wall
 time of ``rbcflow analyze`` on a 2-core machine, ~8 % of a 1,200-frame acquisition (measured:
 docs/method.md, *Speed and memory*). :func:`run` therefore ends the process with
 :func:`os._exit` once

@@ -5,8 +5,9 @@ Nothing injected
 The HTML page is built from strings that come from the input (file names, paths, reader
 messages): every one goes through :func:`html.escape`; the page also carries a
 Content-Security-Policy that forbids scripts and any network access, so a file named
-``<script>alert(1)</script>.avi`` shows as text. Figures are PNGs embedded as base64 ``data:``
-URIs (:mod:`rbcflow.report.figures`); matplotlib is imported only when a page is drawn.
+``<script>alert(1)</script>.avi`` shows as text. Figures are inline SVG written by
+:mod:`rbcflow.report.svg` (presentation attributes only, no script); track strips are PNGs
+embedded as base64 ``data:`` URIs.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding
 text-align:left;vertical-align:top;font-size:.92em}th{background:#f5f5f5}
 .check{background:#fff3e0;font-weight:600}.ok{color:#1b5e20}
 .gallery td{border:none;padding:.15em .4em}.strip{image-rendering:pixelated}
-figure{margin:1em 0}figcaption{color:#555;font-size:.9em}
+figure{margin:1em 0}figure svg{max-width:100%;height:auto}figcaption{color:#555;font-size:.9em}
 code{word-break:break-all}.small{font-size:.85em;color:#555}
 .verdict{font-size:1.15em;padding:.3em .6em;border-left:.4em solid}.v-pass{border-color:#1b5e20}
 .v-check,.v-none{border-color:#e65100;background:#fff3e0}.v-fail{border-color:#b71c1c;
@@ -139,7 +140,7 @@ def render_html(
     gallery : tracks to show as strips, any order (sorted here: borderline calls first).
     provenance : the ``run.json`` record (parameters, models, input, platform, warnings).
     thresholds : (reliable_threshold, flipping_threshold), drawn on the histograms.
-    figures : draw the matplotlib figures (False for a quick text-only page, e.g. in tests).
+    figures : draw the figures (False for a quick text-only page, e.g. in tests).
     quality : display thresholds of the quality indicators; None: those ``provenance``
         carries (``quality``, computed by :func:`rbcflow.pipeline.analyze`) if any, else
         computed with ``QualityConfig()``.
@@ -215,11 +216,8 @@ def render_html(
     # figures
     parts.append("<h2>Figures</h2>")
     drawn = _figures(row, tracks, frame_stats, thresholds) if figures else []
-    for fig_id, caption, png in drawn:
-        parts.append(
-            f'<figure id="{fig_id}"><img alt="{esc(caption)}" src="{_png_uri(png)}">'
-            f"<figcaption>{esc(caption)}</figcaption></figure>"
-        )
+    for fig_id, caption, svg in drawn:
+        parts.append(f'<figure id="{fig_id}">{svg}<figcaption>{esc(caption)}</figcaption></figure>')
 
     # gallery, per class, borderline first
     parts.append(
