@@ -38,6 +38,9 @@ class StreamConfig:
 
     batch_tracks : tracks per classifier call (batched inference, yet classified while
         tracking).
+    min_batch_tracks : while the classifier's worker waits with nothing to do, a batch goes
+        as soon as it holds this many tracks rather than ``batch_tracks`` (a video with few
+        tracks is then classified while it is tracked, not all after it).
     queue_tracks : tracks waiting for the classifier at most (bounds memory).
     gallery_borderline, gallery_confident : per class, the calls nearest their threshold and the
         most confident calls shown in the report's gallery.
@@ -54,6 +57,7 @@ class StreamConfig:
     """
 
     batch_tracks: int = 32
+    min_batch_tracks: int = 8
     queue_tracks: int = 256
     gallery_borderline: int = 8
     gallery_confident: int = 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import cv2
@@ -114,6 +115,52 @@ def test_stream_classifies_beside_front_end_with_budget_then_restores(restore_th
     assert rec.seen[:2] == [(2, 1), (2, 1)]  # beside the front end: the budget's one thread
     assert rec.seen[2] == (1, 3)  # the tail runs alone: the previous setting
     assert torch.get_num_threads() == 3  # restored in the caller's thread
+
+
+class _Gate(_Recorder):
+    """A recorder whose classification waits until the test opens the gate."""
+
+    def __init__(self):
+        super().__init__()
+        self.open = threading.Event()
+
+    def predict(self, sequences, **kwargs):
+        assert self.open.wait(20)
+        return super().predict(sequences, **kwargs)
+
+
+def _wait_idle(sink: TrackClassifier) -> None:
+    """Until the worker waits on its empty queue."""
+    deadline = time.monotonic() + 20
+    while not sink._idle.is_set() and time.monotonic() < deadline:
+        time.sleep(0.002)
+
+
+def test_stream_sends_small_batches_only_while_the_worker_waits(restore_threads):
+    cfg = StreamConfig(batch_tracks=16, min_batch_tracks=4, torch_threads=1)
+    # few tracks, an idle worker: each batch goes at the small size
+    rec = _Recorder()
+    sink = TrackClassifier(rec, ReportConfig(), cfg=cfg)
+    for i in range(12):
+        if i % 4 == 0:
+            _wait_idle(sink)
+        sink(*_track(i))
+    got = sink.finish()
+    assert [n for n, _ in rec.seen] == [4, 4, 4] and got.done == 12
+    # many tracks, a busy worker: the tracks wait for a full batch
+    gate = _Gate()
+    sink = TrackClassifier(gate, ReportConfig(), cfg=cfg)
+    _wait_idle(sink)
+    for i in range(4 + 16 + 5):
+        sink(*_track(i))
+        if i == 3:
+            deadline = time.monotonic() + 20  # the worker has taken the first batch
+            while sink._idle.is_set() and time.monotonic() < deadline:
+                time.sleep(0.002)
+    gate.open.set()
+    got = sink.finish()
+    assert [n for n, _ in gate.seen] == [4, 16, 5]
+    assert [r["track_id"] for r in got.rows] == list(range(25))
 
 
 def test_stream_abort_restores(restore_threads):

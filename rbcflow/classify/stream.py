@@ -90,7 +90,10 @@ class TrackClassifier:
     """Receives finished tracks (``on_track(row, crops)``) and classifies them in batches.
 
     With ``threaded`` the work runs in one worker thread fed by a bounded queue, beside the
-    front end; otherwise inline, whenever a batch is full. :meth:`finish` returns the
+    front end; otherwise inline, whenever a batch is full. A batch is full at
+    ``StreamConfig.batch_tracks`` tracks, or at ``min_batch_tracks`` while the worker waits
+    with nothing to do, so that a video with few tracks is not left to classify after it is
+    tracked. :meth:`finish` returns the
     :class:`Collected` results.
     """
 
@@ -118,6 +121,8 @@ class TrackClassifier:
         )
         self._threads_before: ThreadBudget | None = apply(self.threads)
         self._alone = threading.Event()  # set once the front end has finished
+        self._idle = threading.Event()  # set while the worker waits on an empty queue
+        self._min_batch = max(1, min(self.cfg.min_batch_tracks, self.batch))
         if threaded:
             self._queue = queue.Queue(maxsize=max(1, self.cfg.queue_tracks // self.batch))
             self._thread = threading.Thread(target=self._work, name="rbcflow-classify", daemon=True)
@@ -133,7 +138,8 @@ class TrackClassifier:
         if self.out.error is not None:
             raise self.out.error
         self._pending.append((row, np.asarray(crops, dtype=np.uint8)))
-        if len(self._pending) >= self.batch:
+        n = len(self._pending)
+        if n >= self.batch or (n >= self._min_batch and self._idle.is_set()):
             self._submit()
 
     def _submit(self) -> None:
@@ -148,7 +154,10 @@ class TrackClassifier:
     def _work(self) -> None:
         assert self._queue is not None
         while True:
+            if self._queue.empty():
+                self._idle.set()
             items = self._queue.get()
+            self._idle.clear()
             if items is None:
                 return
             if self._alone.is_set() and self._threads_before is not None:
