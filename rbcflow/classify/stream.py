@@ -93,8 +93,7 @@ class TrackClassifier:
     front end; otherwise inline, whenever a batch is full. A batch is full at
     ``StreamConfig.batch_tracks`` tracks, or at ``min_batch_tracks`` while the worker waits
     with nothing to do, so that a video with few tracks is not left to classify after it is
-    tracked. :meth:`finish` returns the
-    :class:`Collected` results.
+    tracked. :meth:`finish` returns the :class:`Collected` results.
     """
 
     def __init__(
