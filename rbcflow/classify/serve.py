@@ -7,7 +7,6 @@ already holds: that duplicate import cost the child about 1 CPU-s.
 
 from __future__ import annotations
 
-import os
 import signal
 
 
@@ -22,12 +21,12 @@ def serve(conn, folders: tuple, torch_threads: int) -> None:
 
         from rbcflow.classify.pending import load_checked
         from rbcflow.memory import reuse_freed_memory
-        from rbcflow.threads import ThreadBudget, apply
+        from rbcflow.threads import ThreadBudget, apply, available_cores
 
         reuse_freed_memory()  # each batch of crops arrives in fresh arrays
         # torch's share for all its work; one BLAS thread, whose idle pool would otherwise spin
         # beside the parent's two busy threads
-        apply(ThreadBudget(cores=os.cpu_count() or 1, torch=max(1, torch_threads), blas=1))
+        apply(ThreadBudget(cores=available_cores(), torch=max(1, torch_threads), blas=1))
         clf = load_checked(*folders)
         conn.send(("ready", str(clf.device)))
     except BaseException as exc:  # sent, then raised in the parent at its next request
